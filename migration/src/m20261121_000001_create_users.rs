@@ -19,7 +19,10 @@ impl MigrationTrait for Migration {
                     .col(string_len(Users::UsernameCanonical, 50))
                     .col(string_len(Users::Email, 255))
                     .col(string_len(Users::EmailCanonical, 255))
-                    .col(timestamp_with_time_zone(Users::CreatedAt).default(Expr::current_timestamp()))
+                    .col(
+                        timestamp_with_time_zone(Users::CreatedAt)
+                            .default(Expr::current_timestamp()),
+                    )
                     .index(
                         Index::create()
                             .name("uq_users_username_canonical")

@@ -1,0 +1,252 @@
+//! The connection pool, built from [`DatabaseSettings`].
+//!
+//! Pool size: a database serves a handful of statements per core at once; more connections only
+//! queue inside the server and add context switches. A small multiple of the database server's
+//! cores (PostgreSQL's own rule of thumb: cores × 2, plus a few for I/O waits) is the right
+//! ceiling, whatever the request count — requests beyond it wait for `acquire_timeout` in the
+//! pool, which is cheap, instead of inside PostgreSQL, which is not. The default of 10 fits a
+//! 4-core database. SQLite allows one writer at a time; its pool is kept small and writers take
+//! the lock up front (`BEGIN IMMEDIATE`, see [`begin_write`]) so that they queue instead of
+//! failing.
+
+use std::{fmt, time::Duration};
+
+use sea_orm::{
+    AccessMode, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// The default database: a SQLite file in the working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://mercado.db?mode=rwc";
+
+/// How to reach the database and how to pool connections to it.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// The database URL; it may hold a password, so it is kept secret.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a caller waits for a free connection before giving up.
+    pub acquire_timeout: Duration,
+    /// Idle connections above `min_connections` are closed after this long.
+    pub idle_timeout: Duration,
+    /// Connections are replaced after this long, to spread server-side memory growth.
+    pub max_lifetime: Duration,
+    /// A connection idle for this long is pinged before use; busy connections are not.
+    pub test_before_acquire_if_idle_for: Duration,
+    /// PostgreSQL only: the server cancels any statement running longer than this.
+    pub statement_timeout: Duration,
+    /// PostgreSQL only: how the pool's sessions show in `pg_stat_activity`.
+    pub application_name: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(DEFAULT_DATABASE_URL),
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(1800),
+            test_before_acquire_if_idle_for: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+            application_name: "mercado".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redacted_url(self.url.expose_secret()))
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field(
+                "test_before_acquire_if_idle_for",
+                &self.test_before_acquire_if_idle_for,
+            )
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .finish()
+    }
+}
+
+impl DatabaseSettings {
+    /// Settings for `url` with every other value at its default.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: SecretString::from(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The URL with any password replaced by `***`: the only form of it that may be shown.
+    pub fn redacted_url(&self) -> String {
+        redacted_url(self.url.expose_secret())
+    }
+
+    /// The backend the URL names.
+    pub fn backend(&self) -> Option<DbBackend> {
+        backend_of(self.url.expose_secret())
+    }
+}
+
+/// The backend a database URL names, from its scheme.
+pub fn backend_of(url: &str) -> Option<DbBackend> {
+    match url.split(':').next()? {
+        "postgres" | "postgresql" => Some(DbBackend::Postgres),
+        "sqlite" => Some(DbBackend::Sqlite),
+        "mysql" | "mariadb" => Some(DbBackend::MySql),
+        _ => None,
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        // Not a URL we can take apart: show nothing of it rather than risk a password.
+        Err(_) => "<unparseable database URL>".to_owned(),
+    }
+}
+
+/// Why the pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("DATABASE_URL {url} names no supported database (postgres, sqlite or mysql)")]
+    UnsupportedUrl { url: String },
+    #[error("could not connect to {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// Builds the pool from `settings`. Error messages show the URL only with its password redacted.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
+    let url = settings.url.expose_secret();
+    let backend = settings
+        .backend()
+        .ok_or_else(|| ConnectError::UnsupportedUrl {
+            url: settings.redacted_url(),
+        })?;
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections.min(settings.max_connections))
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(settings.idle_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .test_before_acquire_if_idle_for(settings.test_before_acquire_if_idle_for)
+        // Statements are logged by Mercado's own capture layer (target `mercado::sql`), with
+        // their parameters; sqlx's logger would print each one a second time, without them.
+        .sqlx_logging(false);
+    if backend == DbBackend::Postgres {
+        options
+            .statement_timeout(settings.statement_timeout)
+            .set_application_name(settings.application_name.clone());
+    }
+    Database::connect(options)
+        .await
+        .map_err(|error| ConnectError::Unreachable {
+            url: settings.redacted_url(),
+            reason: scrub(&error.to_string(), url),
+        })
+}
+
+/// Removes every occurrence of the raw URL and its password from a driver's message.
+fn scrub(message: &str, url: &str) -> String {
+    let mut message = message.replace(url, &redacted_url(url));
+    let password = Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+        .filter(|password| !password.is_empty());
+    if let Some(password) = password {
+        message = message.replace(&password, "***");
+    }
+    message
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), so concurrent writers wait for each other (up to the busy timeout)
+/// instead of failing when a read lock cannot be upgraded.
+pub async fn begin_write<C>(db: &C) -> Result<C::Transaction, DbErr>
+where
+    C: TransactionTrait,
+{
+    db.begin_with_options(TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
+}
+
+/// Begins a read-only transaction at REPEATABLE READ, so that the statements of one read see
+/// one snapshot (SQLite ignores both settings; its transactions are serializable anyway).
+pub async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        isolation_level: Some(IsolationLevel::RepeatableRead),
+        access_mode: Some(AccessMode::ReadOnly),
+        sqlite_transaction_mode: None,
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_redacted() {
+        let shown = redacted_url("postgres://app:s3cret@db.example:5432/mercado");
+        assert_eq!(shown, "postgres://app:***@db.example:5432/mercado");
+    }
+
+    #[test]
+    fn a_url_without_password_is_shown_as_is() {
+        assert_eq!(
+            redacted_url("sqlite://mercado.db?mode=rwc"),
+            "sqlite://mercado.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn settings_debug_output_never_shows_the_password() {
+        let settings = DatabaseSettings::for_url("postgres://app:s3cret@localhost/mercado");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("app:***@localhost"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_error_never_shows_the_password() {
+        let mut settings = DatabaseSettings::for_url("postgres://app:s3cret@127.0.0.1:1/mercado");
+        settings.acquire_timeout = Duration::from_secs(1);
+        let error = connect(&settings)
+            .await
+            .expect_err("nothing listens on port 1");
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_by_name() {
+        let settings = DatabaseSettings::for_url("oracle://scott:tiger@db/x");
+        let error = connect(&settings)
+            .await
+            .expect_err("oracle is not supported");
+        assert!(
+            error.to_string().contains("oracle://scott:***@db/x"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The tracing subscriber, built once at start-up from the logging settings.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::settings::{LogArgs, LogFormat};
+
+pub(crate) fn init(log: &LogArgs) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter)?,
+        _ => EnvFilter::try_new(&log.log_level)?,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    match log.log_format {
+        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init()?,
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true))
+            .try_init()?,
+    }
+    Ok(())
+}
