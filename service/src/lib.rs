@@ -5,7 +5,14 @@
 //! Operations return [`ServiceError`], in domain words. This crate knows nothing of HTTP; it may
 //! depend on the generated `entity` crate and on SeaORM, never on `api` or the binary.
 
+pub mod bulk;
 pub mod db;
+pub mod domain;
 pub mod error;
+pub mod export;
+pub mod observe;
+pub mod ops;
+pub mod repo;
+pub mod retry;
 
 pub use error::ServiceError;

@@ -1,0 +1,1 @@
+//! Bulk inserts: chunked under the bind-parameter limit, and COPY on PostgreSQL.

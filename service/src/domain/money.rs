@@ -1,0 +1,1 @@
+//! Money: an exact decimal amount of at most two decimal places.

@@ -1,0 +1,1 @@
+//! Streaming exports of large tables in bounded memory.

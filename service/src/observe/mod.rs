@@ -1,0 +1,1 @@
+//! SQL capture, statement logging and N+1 detection.

@@ -1,0 +1,1 @@
+//! Running a whole transaction again when the database aborted it to stay consistent.
