@@ -1,1 +1,86 @@
-//! Operations on messages.
+//! Posting messages and paging through a conversation.
+//!
+//! Only participants may do either; to anyone else the conversation does not exist
+//! (`NotFound`), as the API hides it. Pages are keyset-paginated on `(conversation_id, id)`:
+//! `before` is the id of the oldest message already seen, so a page costs the same however deep
+//! it is, and messages posted meanwhile never shift or repeat what follows.
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::{
+    ServiceError,
+    db::begin_write,
+    domain::chat::{Message, MessageLimit, MessagePage, NewMessage},
+    repo,
+};
+
+const CONVERSATION_NOT_FOUND: ServiceError = ServiceError::NotFound {
+    resource: "conversation",
+};
+
+/// Posts a message. The sender must take part in the conversation; `reply_to_id`, when given,
+/// must name a message of the same conversation (else `Validation { field: "reply_to_id" }`).
+/// The checks and the insert run in one write transaction, so they see one state.
+pub async fn post_message(
+    db: &DatabaseConnection,
+    sender_id: i64,
+    conversation_id: i64,
+    new: NewMessage,
+) -> Result<Message, ServiceError> {
+    let txn = begin_write(db).await?;
+    let sender = repo::conversations::find_participant(&txn, conversation_id, sender_id)
+        .await?
+        .ok_or(CONVERSATION_NOT_FOUND)?;
+    if let Some(reply_to_id) = new.reply_to_id
+        && !repo::messages::is_in_conversation(&txn, reply_to_id, conversation_id).await?
+    {
+        return Err(ServiceError::validation(
+            "reply_to_id",
+            "must be a message of the same conversation",
+        ));
+    }
+    let message = repo::messages::insert(
+        &txn,
+        conversation_id,
+        sender_id,
+        new.body.into_inner(),
+        new.reply_to_id,
+        Utc::now(),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Message::from_parts(message, &sender))
+}
+
+/// A page of the conversation's messages, newest first: at most `limit`, only those with an id
+/// below `before` when it is given, each with its sender. Two statements whatever `limit` (the
+/// participant check, then one JOIN). One extra row is fetched to learn whether an older
+/// message exists, so `next_before` is `None` on the last page even when that page is full.
+pub async fn list_messages<C: ConnectionTrait>(
+    db: &C,
+    user_id: i64,
+    conversation_id: i64,
+    limit: MessageLimit,
+    before: Option<i64>,
+) -> Result<MessagePage, ServiceError> {
+    if !repo::conversations::is_participant(db, conversation_id, user_id).await? {
+        return Err(CONVERSATION_NOT_FOUND);
+    }
+    let mut rows = repo::messages::page(db, conversation_id, before, limit.get() + 1).await?;
+    let older_exists = rows.len() as u64 > limit.get();
+    rows.truncate(limit.get() as usize);
+    let messages: Vec<Message> = rows
+        .into_iter()
+        .map(|(message, sender)| Message::from_parts(message, &sender))
+        .collect();
+    let next_before = if older_exists {
+        messages.last().map(|oldest| oldest.id)
+    } else {
+        None
+    };
+    Ok(MessagePage {
+        messages,
+        next_before,
+    })
+}
