@@ -5,6 +5,8 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
+use anyhow::Context;
+
 use entity::conversations;
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -154,7 +156,7 @@ backend_tests! {
 
         let shown = get_conversation(&db.conn, alice.id, chat.id).await?;
 
-        let last = shown.last_message.expect("the conversation has messages");
+        let last = shown.last_message.context("the conversation has messages")?;
         assert_eq!((last.id, last.body.as_str(), &last.sender), (newest, "second", &bob));
         Ok(())
     }
