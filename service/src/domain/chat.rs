@@ -4,10 +4,17 @@
 //! again. Lengths are counted in Unicode code points (100 × 😀 is 100 characters), and accepted
 //! text is kept exactly as sent: nothing is trimmed or normalised.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::users::UserSummary;
 use crate::ServiceError;
+
+/// The current time at the precision every backend keeps: PostgreSQL stores microseconds,
+/// SQLite would keep nanoseconds. Truncating before writing makes a message read back later
+/// equal to the one returned when it was created, on either backend.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
 
 /// Checks that `text` holds `1..=max` code points and no NUL (which PostgreSQL cannot store).
 fn checked_text(field: &'static str, text: String, max: usize) -> Result<String, ServiceError> {

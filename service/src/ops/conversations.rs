@@ -9,7 +9,6 @@
 
 use std::{cmp::Reverse, collections::HashMap};
 
-use chrono::Utc;
 use entity::{conversations, users};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
@@ -17,7 +16,7 @@ use crate::{
     ServiceError,
     db::begin_write,
     domain::{
-        chat::{Conversation, Message, NewConversation},
+        chat::{self, Conversation, Message, NewConversation},
         users::UserSummary,
     },
     error::DbFailure,
@@ -49,7 +48,7 @@ pub async fn create_conversation(
     }
 
     let txn = begin_write(db).await?;
-    let now = Utc::now();
+    let now = chat::now();
     let conversation = repo::conversations::insert(
         &txn,
         new.title.into_inner(),

@@ -5,13 +5,12 @@
 //! `before` is the id of the oldest message already seen, so a page costs the same however deep
 //! it is, and messages posted meanwhile never shift or repeat what follows.
 
-use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
     db::begin_write,
-    domain::chat::{Message, MessageLimit, MessagePage, NewMessage},
+    domain::chat::{self, Message, MessageLimit, MessagePage, NewMessage},
     repo,
 };
 
@@ -46,7 +45,7 @@ pub async fn post_message(
         sender_id,
         new.body.into_inner(),
         new.reply_to_id,
-        Utc::now(),
+        chat::now(),
     )
     .await?;
     txn.commit().await?;
