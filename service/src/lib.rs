@@ -6,6 +6,7 @@
 //! depend on the generated `entity` crate and on SeaORM, never on `api` or the binary.
 
 pub mod bulk;
+pub mod compare;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::metric::Info;
+use sea_orm::{Value, metric::Info};
 use serde::Serialize;
 
 use super::{ObserveConfig, SQL_TARGET, report::ScopeReport, sql};
@@ -94,6 +94,10 @@ pub struct CapturedStatement {
     /// As `params_key`, ignoring `OFFSET` values: pages of one query share it.
     #[serde(skip)]
     pub(crate) page_key: u64,
+    /// The bound values, secret ones replaced by `'***'`: to run the statement again (for an
+    /// `EXPLAIN`, say) without holding a secret.
+    #[serde(skip)]
+    pub values: Vec<Value>,
 }
 
 fn as_micros<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -172,6 +176,7 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         .iter()
         .any(|secret| statement.sql.contains(secret.as_str()));
     let mut params = Vec::with_capacity(values.len());
+    let mut kept_values = Vec::with_capacity(values.len());
     let mut params_hasher = DefaultHasher::new();
     let mut page_hasher = DefaultHasher::new();
     for (index, value) in values.iter().enumerate() {
@@ -187,7 +192,13 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
             // assume the worst.
             _ => mentions_secret,
         };
-        params.push(if secret { "'***'".to_owned() } else { rendered });
+        if secret {
+            params.push("'***'".to_owned());
+            kept_values.push(Value::from("***"));
+        } else {
+            params.push(rendered);
+            kept_values.push(value.clone());
+        }
     }
 
     if logged {
@@ -217,6 +228,7 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         sequence: 0,
         params_key: params_hasher.finish(),
         page_key: page_hasher.finish(),
+        values: kept_values,
     };
     let mut backtrace: Option<Arc<Backtrace>> = None;
     let mut current = Some(innermost);
