@@ -2,6 +2,7 @@
 //! database. It is kept short: everything it does is a call into the `api`, `service` or
 //! `migration` crates. It may depend on every crate of the workspace; none depends on it.
 
+mod observe_cli;
 mod settings;
 mod telemetry;
 
@@ -28,6 +29,18 @@ enum Command {
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
+    },
+    /// Load the same related data lazily, joined and select-in, and show the SQL each sends.
+    Demo {
+        /// Print machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run canonical queries through the ORM and as raw SQL, and compare SQL, results and time.
+    Compare {
+        /// Print machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -65,10 +78,16 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&cli.settings.log)?;
     let database = cli.settings.database.to_settings();
     tracing::info!(database = %database.redacted_url(), "connecting");
-    let db = service::db::connect(&database).await?;
+    let mut db = service::db::connect(&database).await?;
+    // Before the connection is cloned anywhere: clones taken earlier would not log or capture.
+    let observe = service::observe::ObserveConfig::default()
+        .with_slow_threshold(cli.settings.log.sql_slow_threshold);
+    service::observe::install(&mut db, observe);
 
     match cli.command {
         Some(Command::Migrate { action }) => migrate(&db, action).await,
+        Some(Command::Demo { json }) => observe_cli::demo(&db, json).await,
+        Some(Command::Compare { json }) => observe_cli::compare(&db, json).await,
         None => prepare(&db).await,
     }
 }

@@ -73,6 +73,9 @@ pub(crate) struct LogArgs {
     /// `text` for people, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Statements slower than this are logged at WARN on `mercado::sql` (the others at DEBUG).
+    #[arg(long, env = "SQL_SLOW_THRESHOLD", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub sql_slow_threshold: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,10 +10,18 @@ pub(crate) fn init(log: &LogArgs) -> anyhow::Result<()> {
         _ => EnvFilter::try_new(&log.log_level)?,
     };
     let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stderr: stdout is for what a command prints (`mercado demo --json | jq`).
     match log.log_format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init()?,
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(true).with_writer(std::io::stderr))
+            .try_init()?,
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?,
     }
     Ok(())

@@ -1,1 +1,151 @@
-//! SQL capture, statement logging and N+1 detection.
+//! SQL capture, statement logging and N+1 detection: Mercado's answer to "which SQL did that
+//! just send?".
+//!
+//! [`install`] sets SeaORM's metric callback on the pool. From then on every statement that goes
+//! through SeaORM is (1) logged on the target `mercado::sql` — at DEBUG with its bound values and
+//! duration, at WARN when slower than [`ObserveConfig::slow_threshold`], secret values redacted —
+//! and (2) captured into the current [`scope`], if any: an HTTP request, a test, a CLI command.
+//! A scope lives in a `tokio::task_local!`, because the callback runs synchronously on the task
+//! that awaits the query; two requests served at once on different (or the same) threads never
+//! see each other's statements. When a scope ends, its [`ScopeReport`] lists the statements, and
+//! the detector ([`report`]) groups them by fingerprint and reports N+1 patterns and duplicates.
+//!
+//! What is **not** captured, because it never reaches the metric callback: statements sent with
+//! `execute_unprepared`; the transaction control sqlx sends itself (`BEGIN`, `COMMIT`,
+//! `ROLLBACK`, `SAVEPOINT`, `SET TRANSACTION`); the pool's liveness pings; `after_connect`
+//! statements; and anything run on the raw sqlx pool (`COPY` through
+//! `get_postgres_connection_pool`). Work moved to another task with `tokio::spawn` leaves the
+//! scope unless the spawned future is wrapped in [`scope`] again. A streamed query is captured
+//! once, when the stream is dropped. Row counts are not captured: SeaORM's metric `Info` carries
+//! none, and the only other source (sqlx's `sqlx::query` events) exists only when sqlx's own
+//! statement logging is on, which Mercado turns off (see `db::connect`); so
+//! [`CapturedStatement`] has no rows field rather than one that is sometimes wrong.
+
+mod callsite;
+mod capture;
+pub mod report;
+mod sql;
+pub mod testing;
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+
+pub use capture::{CapturedStatement, Scope, ScopeKind, scope, unobserved};
+pub use report::{Finding, FindingKind, ScopeReport};
+pub use testing::{assert_no_growth, assert_statement_count, assert_statements_at_most};
+
+/// The tracing target every statement is logged on.
+pub const SQL_TARGET: &str = "mercado::sql";
+
+/// What the detector does with what it finds when a scope ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorMode {
+    /// Statements are captured and counted; nothing is analysed.
+    Off,
+    /// Each finding is logged at WARN on `mercado::sql`; the report carries them too.
+    #[default]
+    Warn,
+    /// As `Warn`, and the scope panics when it finds an N+1 or a duplicate: for tests.
+    Raise,
+}
+
+/// A pattern the detector must not report, and why it is intentional.
+#[derive(Debug, Clone, Serialize)]
+pub struct SafelistEntry {
+    /// A piece of the fingerprint the entry applies to (e.g. `UPDATE "inventory"`).
+    pub fingerprint_contains: String,
+    /// If set, the entry applies only when the call site contains this (a function path).
+    pub call_site_contains: Option<String>,
+    /// Why repeating this statement is right; shown with every suppressed finding.
+    pub reason: String,
+}
+
+impl SafelistEntry {
+    pub fn new(fingerprint_contains: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            fingerprint_contains: fingerprint_contains.into(),
+            call_site_contains: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// Restricts the entry to statements issued from a call site containing `function`.
+    pub fn in_function(mut self, function: impl Into<String>) -> Self {
+        self.call_site_contains = Some(function.into());
+        self
+    }
+
+    pub(crate) fn matches(&self, fingerprint: &str, call_site: Option<&str>) -> bool {
+        fingerprint.contains(&self.fingerprint_contains)
+            && self
+                .call_site_contains
+                .as_deref()
+                .is_none_or(|wanted| call_site.is_some_and(|site| site.contains(wanted)))
+    }
+}
+
+/// How statements are logged and analysed.
+#[derive(Debug, Clone)]
+pub struct ObserveConfig {
+    pub mode: DetectorMode,
+    /// Statements slower than this are logged at WARN instead of DEBUG.
+    pub slow_threshold: Duration,
+    /// Columns whose bound values are never logged or captured (shown as `'***'`).
+    pub secret_columns: Vec<String>,
+    pub safelist: Vec<SafelistEntry>,
+    /// Crates whose functions count as call sites (the innermost frame from one of them is
+    /// reported). Test crates may add their own name.
+    pub own_crates: Vec<String>,
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        Self {
+            mode: DetectorMode::Warn,
+            slow_threshold: Duration::from_millis(200),
+            secret_columns: vec!["token_hash".to_owned()],
+            safelist: Vec::new(),
+            own_crates: vec!["service".to_owned(), "api".to_owned(), "mercado".to_owned()],
+        }
+    }
+}
+
+impl ObserveConfig {
+    pub fn with_mode(mut self, mode: DetectorMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn with_slow_threshold(mut self, threshold: Duration) -> Self {
+        self.slow_threshold = threshold;
+        self
+    }
+
+    pub fn safelist(mut self, entry: SafelistEntry) -> Self {
+        self.safelist.push(entry);
+        self
+    }
+
+    pub fn with_own_crate(mut self, name: impl Into<String>) -> Self {
+        self.own_crates.push(name.into());
+        self
+    }
+
+    pub(crate) fn is_secret(&self, column: &str) -> bool {
+        self.secret_columns
+            .iter()
+            .any(|secret| secret.eq_ignore_ascii_case(column))
+    }
+}
+
+/// Logs and captures every statement `conn` runs from now on. Call it once, right after
+/// connecting and **before** cloning the connection into application state: the callback is
+/// stored in the connection value, so clones taken earlier do not have it. A second call
+/// replaces the first. It has no effect on mock or proxy connections.
+pub fn install(conn: &mut DatabaseConnection, config: ObserveConfig) {
+    let config = std::sync::Arc::new(config);
+    conn.set_metric_callback(move |info| capture::record(&config, info));
+}

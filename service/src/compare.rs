@@ -1,0 +1,692 @@
+//! The ORM against hand-written SQL, query by query.
+//!
+//! Each canonical query is written twice: once with SeaORM's query builder, once as plain,
+//! parameterized SQL run through `Statement::from_sql_and_values`. [`run_compare`] runs both on
+//! the same data (inside a transaction it rolls back), checks that they return the same rows,
+//! and reports the SQL each sent, how many statements, the median time over several runs and,
+//! on PostgreSQL, the plan of every statement. The point is not that one wins: it is to see the
+//! SQL the ORM writes for you, and to know when writing it yourself says more.
+//!
+//! The raw SQL is written once with PostgreSQL's numbered placeholders (`$1`, …); [`raw`]
+//! rewrites them to `?` for SQLite and MySQL, repeating a value where `$n` repeats. Values are
+//! always bound, never formatted into the SQL.
+
+use std::time::{Duration, Instant};
+
+use entity::{conversation_participants, conversations, inventory, messages, orders, products};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionSession,
+    TransactionTrait, Value,
+    sea_query::{Expr, ExprTrait, Func, Query},
+};
+use serde::Serialize;
+
+use crate::{
+    loading::{DemoIds, seed_demo_data},
+    observe::{self, CapturedStatement, Scope},
+};
+
+/// How many times each side runs; the median is reported.
+pub const RUNS: usize = 7;
+
+/// Builds a raw statement for `backend` from SQL written with `$n` placeholders: on SQLite and
+/// MySQL each `$n` becomes `?` and its value is bound again at that position.
+pub fn raw(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    if backend == DbBackend::Postgres {
+        return Statement::from_sql_and_values(backend, sql, values);
+    }
+    let mut rewritten = String::with_capacity(sql.len());
+    let mut positional = Vec::new();
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        let is_placeholder = c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit());
+        if !is_placeholder {
+            rewritten.push(c);
+            continue;
+        }
+        let mut number = 0usize;
+        while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+            number = number * 10 + d.to_digit(10).map_or(0, |d| d as usize);
+            chars.next();
+        }
+        rewritten.push('?');
+        if let Some(value) = number.checked_sub(1).and_then(|i| values.get(i)) {
+            positional.push(value.clone());
+        }
+    }
+    Statement::from_sql_and_values(backend, rewritten, positional)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rows each case returns; both sides must produce equal vectors.
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+pub struct MessageWithSender {
+    pub id: i64,
+    pub body: String,
+    pub sender: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+pub struct ConversationWithLastMessage {
+    pub conversation_id: i64,
+    pub title: String,
+    pub last_message_id: Option<i64>,
+    pub last_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+pub struct ProductHit {
+    pub id: i64,
+    pub name: String,
+    pub price: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+pub struct OrderLine {
+    pub order_id: i64,
+    pub status: String,
+    pub position: i32,
+    pub product_id: i64,
+    pub product_name: String,
+    pub quantity: i32,
+    pub unit_price: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
+pub struct Spender {
+    pub user_id: i64,
+    pub username: String,
+    pub order_count: i64,
+    pub total_spent: Decimal,
+}
+
+/// What the guarded stock update reports: rows affected when the stock suffices, and when not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardedUpdate {
+    pub affected_when_in_stock: u64,
+    pub affected_when_short: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases, ORM side and raw side.
+
+/// The inputs every case reads.
+#[derive(Debug, Clone)]
+pub struct CaseInputs {
+    pub conversation_id: i64,
+    pub user_id: i64,
+    pub search_pattern: String,
+    pub order_id: i64,
+    pub buyer_ids: Vec<i64>,
+    pub product_in_stock: i64,
+}
+
+pub async fn last_messages_orm<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<MessageWithSender>, DbErr> {
+    let rows = messages::Entity::find()
+        .filter(messages::Column::ConversationId.eq(input.conversation_id))
+        .find_also_related(entity::users::Entity)
+        .order_by_desc(messages::Column::Id)
+        .limit(10)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(message, sender)| MessageWithSender {
+            id: message.id,
+            body: message.body,
+            sender: sender.map(|u| u.username).unwrap_or_default(),
+        })
+        .collect())
+}
+
+pub const LAST_MESSAGES_SQL: &str = "SELECT m.id, m.body, u.username AS sender \
+     FROM messages m JOIN users u ON u.id = m.sender_id \
+     WHERE m.conversation_id = $1 ORDER BY m.id DESC LIMIT $2";
+
+pub async fn last_messages_raw<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<MessageWithSender>, DbErr> {
+    let stmt = raw(
+        db.get_database_backend(),
+        LAST_MESSAGES_SQL,
+        vec![input.conversation_id.into(), 10i64.into()],
+    );
+    MessageWithSender::find_by_statement(stmt).all(db).await
+}
+
+pub async fn conversations_with_last_message_orm<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<ConversationWithLastMessage>, DbErr> {
+    let theirs = conversations::Entity::find()
+        .filter(
+            conversations::Column::Id.in_subquery(
+                Query::select()
+                    .column(conversation_participants::Column::ConversationId)
+                    .from(conversation_participants::Entity)
+                    .and_where(conversation_participants::Column::UserId.eq(input.user_id))
+                    .to_owned(),
+            ),
+        )
+        .order_by_asc(conversations::Column::Id)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = theirs.iter().map(|c| c.id).collect();
+    let last = messages::Entity::find()
+        .filter(
+            messages::Column::Id.in_subquery(
+                Query::select()
+                    .expr(Func::max(Expr::col(messages::Column::Id)))
+                    .from(messages::Entity)
+                    .and_where(messages::Column::ConversationId.is_in(ids))
+                    .group_by_col(messages::Column::ConversationId)
+                    .to_owned(),
+            ),
+        )
+        .all(db)
+        .await?;
+    Ok(theirs
+        .into_iter()
+        .map(|conversation| {
+            let message = last.iter().find(|m| m.conversation_id == conversation.id);
+            ConversationWithLastMessage {
+                conversation_id: conversation.id,
+                title: conversation.title,
+                last_message_id: message.map(|m| m.id),
+                last_message: message.map(|m| m.body.clone()),
+            }
+        })
+        .collect())
+}
+
+pub const CONVERSATIONS_WITH_LAST_MESSAGE_SQL: &str = "SELECT c.id AS conversation_id, c.title, \
+     m.id AS last_message_id, m.body AS last_message \
+     FROM conversations c \
+     JOIN conversation_participants p ON p.conversation_id = c.id AND p.user_id = $1 \
+     LEFT JOIN messages m ON m.id = \
+       (SELECT MAX(m2.id) FROM messages m2 WHERE m2.conversation_id = c.id) \
+     ORDER BY c.id";
+
+pub async fn conversations_with_last_message_raw<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<ConversationWithLastMessage>, DbErr> {
+    let stmt = raw(
+        db.get_database_backend(),
+        CONVERSATIONS_WITH_LAST_MESSAGE_SQL,
+        vec![input.user_id.into()],
+    );
+    ConversationWithLastMessage::find_by_statement(stmt)
+        .all(db)
+        .await
+}
+
+pub async fn product_search_orm<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<ProductHit>, DbErr> {
+    products::Entity::find()
+        .select_only()
+        .columns([
+            products::Column::Id,
+            products::Column::Name,
+            products::Column::Price,
+        ])
+        .filter(products::Column::Name.like(&input.search_pattern))
+        .order_by_desc(products::Column::Price)
+        .order_by_asc(products::Column::Id)
+        .limit(5)
+        .into_model::<ProductHit>()
+        .all(db)
+        .await
+}
+
+pub const PRODUCT_SEARCH_SQL: &str = "SELECT id, name, price FROM products \
+     WHERE name LIKE $1 ORDER BY price DESC, id ASC LIMIT $2";
+
+pub async fn product_search_raw<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<ProductHit>, DbErr> {
+    let stmt = raw(
+        db.get_database_backend(),
+        PRODUCT_SEARCH_SQL,
+        vec![input.search_pattern.clone().into(), 5i64.into()],
+    );
+    ProductHit::find_by_statement(stmt).all(db).await
+}
+
+pub async fn order_lines_orm<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<OrderLine>, DbErr> {
+    let Some(order) = orders::Entity::find_by_id(input.order_id).one(db).await? else {
+        return Ok(Vec::new());
+    };
+    let items = entity::order_items::Entity::find()
+        .filter(entity::order_items::Column::OrderId.eq(order.id))
+        .find_also_related(products::Entity)
+        .order_by_asc(entity::order_items::Column::Position)
+        .all(db)
+        .await?;
+    Ok(items
+        .into_iter()
+        .map(|(item, product)| OrderLine {
+            order_id: order.id,
+            status: order.status.clone(),
+            position: item.position,
+            product_id: item.product_id,
+            product_name: product.map(|p| p.name).unwrap_or_default(),
+            quantity: item.quantity,
+            unit_price: item.unit_price,
+        })
+        .collect())
+}
+
+pub const ORDER_LINES_SQL: &str = "SELECT o.id AS order_id, o.status, i.position, i.product_id, \
+     p.name AS product_name, i.quantity, i.unit_price \
+     FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id \
+     WHERE o.id = $1 ORDER BY i.position";
+
+pub async fn order_lines_raw<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<OrderLine>, DbErr> {
+    let stmt = raw(
+        db.get_database_backend(),
+        ORDER_LINES_SQL,
+        vec![input.order_id.into()],
+    );
+    OrderLine::find_by_statement(stmt).all(db).await
+}
+
+pub async fn spenders_orm<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<Spender>, DbErr> {
+    orders::Entity::find()
+        .select_only()
+        .column_as(orders::Column::BuyerId, "user_id")
+        .column_as(entity::users::Column::Username, "username")
+        .column_as(
+            Expr::expr(Func::count(Expr::col((orders::Entity, orders::Column::Id)))),
+            "order_count",
+        )
+        .column_as(
+            Expr::expr(Func::sum(Expr::col((
+                orders::Entity,
+                orders::Column::Total,
+            )))),
+            "total_spent",
+        )
+        .inner_join(entity::users::Entity)
+        .filter(orders::Column::Status.eq("paid"))
+        .filter(orders::Column::BuyerId.is_in(input.buyer_ids.iter().copied()))
+        .group_by(orders::Column::BuyerId)
+        .group_by(entity::users::Column::Username)
+        .having(Func::count(Expr::col((orders::Entity, orders::Column::Id))).gte(2))
+        .order_by_asc(orders::Column::BuyerId)
+        .into_model::<Spender>()
+        .all(db)
+        .await
+}
+
+/// The `IN` list has one placeholder per buyer; it is built from their count, never from
+/// their values.
+pub fn spenders_sql(buyers: usize) -> String {
+    let placeholders: Vec<String> = (0..buyers).map(|i| format!("${}", i + 3)).collect();
+    format!(
+        "SELECT o.buyer_id AS user_id, u.username, COUNT(o.id) AS order_count, \
+         SUM(o.total) AS total_spent \
+         FROM orders o JOIN users u ON u.id = o.buyer_id \
+         WHERE o.status = $1 AND o.buyer_id IN ({}) \
+         GROUP BY o.buyer_id, u.username HAVING COUNT(o.id) >= $2 ORDER BY o.buyer_id",
+        placeholders.join(", ")
+    )
+}
+
+pub async fn spenders_raw<C: ConnectionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<Vec<Spender>, DbErr> {
+    let mut values: Vec<Value> = vec!["paid".into(), 2i64.into()];
+    values.extend(input.buyer_ids.iter().map(|id| Value::from(*id)));
+    let stmt = raw(
+        db.get_database_backend(),
+        &spenders_sql(input.buyer_ids.len()),
+        values,
+    );
+    Spender::find_by_statement(stmt).all(db).await
+}
+
+async fn guarded_update_orm_once<C: ConnectionTrait>(
+    db: &C,
+    product_id: i64,
+    quantity: i32,
+) -> Result<u64, DbErr> {
+    let result = inventory::Entity::update_many()
+        .col_expr(
+            inventory::Column::Quantity,
+            Expr::col(inventory::Column::Quantity).sub(quantity),
+        )
+        .filter(inventory::Column::ProductId.eq(product_id))
+        .filter(inventory::Column::Quantity.gte(quantity))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// place_order's stock check and decrement in one atomic statement: it changes a row only when
+/// the stock suffices, and rows affected says which happened.
+pub async fn guarded_update_orm<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<GuardedUpdate, DbErr> {
+    // A savepoint, rolled back, so every run starts from the same stock.
+    let savepoint = db.begin().await?;
+    let affected_when_in_stock =
+        guarded_update_orm_once(&savepoint, input.product_in_stock, 3).await?;
+    let affected_when_short =
+        guarded_update_orm_once(&savepoint, input.product_in_stock, 1_000_000).await?;
+    savepoint.rollback().await?;
+    Ok(GuardedUpdate {
+        affected_when_in_stock,
+        affected_when_short,
+    })
+}
+
+pub const GUARDED_UPDATE_SQL: &str = "UPDATE inventory SET quantity = quantity - $1 \
+     WHERE product_id = $2 AND quantity >= $1";
+
+pub async fn guarded_update_raw<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
+    input: &CaseInputs,
+) -> Result<GuardedUpdate, DbErr> {
+    let backend = db.get_database_backend();
+    let savepoint = db.begin().await?;
+    let mut affected = Vec::new();
+    for quantity in [3i32, 1_000_000] {
+        let stmt = raw(
+            backend,
+            GUARDED_UPDATE_SQL,
+            vec![quantity.into(), input.product_in_stock.into()],
+        );
+        affected.push(savepoint.execute_raw(stmt).await?.rows_affected());
+    }
+    savepoint.rollback().await?;
+    Ok(GuardedUpdate {
+        affected_when_in_stock: affected.first().copied().unwrap_or_default(),
+        affected_when_short: affected.get(1).copied().unwrap_or_default(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running them.
+
+/// One side of a case.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideReport {
+    /// The statements it sent, with placeholders, as the backend received them.
+    pub sql: Vec<String>,
+    pub statement_count: usize,
+    /// The median wall time over [`RUNS`] runs, in microseconds.
+    pub median_us: u64,
+    /// PostgreSQL only: `EXPLAIN` of each statement, one plan line per entry.
+    pub explain: Option<Vec<Vec<String>>>,
+}
+
+/// One canonical query, both ways.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    pub name: &'static str,
+    /// The SeaORM calls the ORM side uses.
+    pub orm_api: &'static str,
+    pub orm: SideReport,
+    pub raw: SideReport,
+    /// Whether both sides returned the same rows (they must).
+    pub identical: bool,
+    /// ORM median time divided by raw median time.
+    pub ratio: f64,
+    pub result: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    pub backend: String,
+    pub runs: usize,
+    pub cases: Vec<CaseReport>,
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples
+        .get(samples.len() / 2)
+        .copied()
+        .unwrap_or(Duration::ZERO)
+}
+
+async fn explain<C: ConnectionTrait>(
+    db: &C,
+    statements: &[CapturedStatement],
+) -> Result<Option<Vec<Vec<String>>>, DbErr> {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Ok(None);
+    }
+    let mut plans = Vec::new();
+    for statement in statements {
+        let stmt = Statement::from_sql_and_values(
+            backend,
+            format!("EXPLAIN {}", statement.sql),
+            statement.values.clone(),
+        );
+        let rows = observe::unobserved(db.query_all_raw(stmt)).await?;
+        let lines = rows
+            .iter()
+            .map(|row| row.try_get::<String>("", "QUERY PLAN"))
+            .collect::<Result<Vec<_>, _>>()?;
+        plans.push(lines);
+    }
+    Ok(Some(plans))
+}
+
+async fn side<C, T, F, Fut>(db: &C, run: F) -> Result<(T, SideReport), DbErr>
+where
+    C: ConnectionTrait,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, DbErr>>,
+{
+    let (first, report) = observe::scope(Scope::command("compare"), run()).await;
+    let first = first?;
+    let mut samples = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        observe::unobserved(run()).await?;
+        samples.push(started.elapsed());
+    }
+    let explain = explain(db, &report.statements).await?;
+    Ok((
+        first,
+        SideReport {
+            sql: report.statements.iter().map(|s| s.sql.clone()).collect(),
+            statement_count: report.statement_count(),
+            median_us: micros(median(samples)),
+            explain,
+        },
+    ))
+}
+
+async fn case<C, T, FO, FutO, FR, FutR>(
+    db: &C,
+    name: &'static str,
+    orm_api: &'static str,
+    orm: FO,
+    raw: FR,
+) -> Result<CaseReport, DbErr>
+where
+    C: ConnectionTrait,
+    T: PartialEq + Serialize,
+    FO: Fn() -> FutO,
+    FutO: Future<Output = Result<T, DbErr>>,
+    FR: Fn() -> FutR,
+    FutR: Future<Output = Result<T, DbErr>>,
+{
+    let (orm_result, orm) = side(db, orm).await?;
+    let (raw_result, raw) = side(db, raw).await?;
+    let ratio = if raw.median_us == 0 {
+        0.0
+    } else {
+        orm.median_us as f64 / raw.median_us as f64
+    };
+    Ok(CaseReport {
+        name,
+        orm_api,
+        identical: orm_result == raw_result,
+        ratio,
+        result: serde_json::to_value(&orm_result).unwrap_or_default(),
+        orm,
+        raw,
+    })
+}
+
+/// Seeds the data the cases read: the demo data set plus a long conversation.
+pub async fn seed_compare_data<C: ConnectionTrait>(db: &C) -> Result<CaseInputs, DbErr> {
+    let data: DemoIds = seed_demo_data(db, 10).await?;
+    let conversation_id = data.conversations[0];
+    let sender_ids = [data.users[0], data.users[1]];
+    messages::Entity::insert_many((0..15).map(|i| messages::ActiveModel {
+        conversation_id: Set(conversation_id),
+        sender_id: Set(sender_ids[i % 2]),
+        reply_to_id: Set(None),
+        body: Set(format!("Message {i} of a long conversation")),
+        ..Default::default()
+    }))
+    .exec_without_returning(db)
+    .await?;
+    let search_pattern = match products::Entity::find_by_id(data.products[1])
+        .one(db)
+        .await?
+    {
+        // "Product 1" matches Product 1 and Product 10..19: more than the limit of 5 would.
+        Some(product) => format!("{}%", product.name),
+        None => "Product%".to_owned(),
+    };
+    Ok(CaseInputs {
+        conversation_id,
+        user_id: data.users[1],
+        search_pattern,
+        order_id: data.orders.last().copied().unwrap_or_default(),
+        buyer_ids: data.users.clone(),
+        product_in_stock: data.products[0],
+    })
+}
+
+/// Runs every case on `inputs` through `db` (a transaction, typically).
+pub async fn run_cases<C>(db: &C, inputs: &CaseInputs) -> Result<Vec<CaseReport>, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    Ok(vec![
+        case(
+            db,
+            "the last 10 messages of a conversation, with senders",
+            "find().filter(..).find_also_related(users).order_by_desc(..).limit(10)",
+            || last_messages_orm(db, inputs),
+            || last_messages_raw(db, inputs),
+        )
+        .await?,
+        case(
+            db,
+            "a user's conversations with their last message",
+            "find().filter(id.in_subquery(..)), then messages filter(id.in_subquery(MAX .. GROUP BY))",
+            || conversations_with_last_message_orm(db, inputs),
+            || conversations_with_last_message_raw(db, inputs),
+        )
+        .await?,
+        case(
+            db,
+            "product search with sort and limit",
+            "find().select_only().filter(name.like(..)).order_by_desc(price).limit(5)",
+            || product_search_orm(db, inputs),
+            || product_search_raw(db, inputs),
+        )
+        .await?,
+        case(
+            db,
+            "an order with its items and product names",
+            "find_by_id(order), then order_items.find().find_also_related(products)",
+            || order_lines_orm(db, inputs),
+            || order_lines_raw(db, inputs),
+        )
+        .await?,
+        case(
+            db,
+            "users with their order count and total spent (GROUP BY … HAVING)",
+            "select_only().column_as(Func::count ..).group_by(..).having(..).into_model()",
+            || spenders_orm(db, inputs),
+            || spenders_raw(db, inputs),
+        )
+        .await?,
+        case(
+            db,
+            "place_order's guarded stock update, checked by rows affected",
+            "update_many().col_expr(quantity, quantity - n).filter(quantity.gte(n)).exec()",
+            || guarded_update_orm(db, inputs),
+            || guarded_update_raw(db, inputs),
+        )
+        .await?,
+    ])
+}
+
+/// Seeds the data and runs every case inside one transaction that is rolled back.
+pub async fn run_compare(db: &DatabaseConnection) -> Result<CompareReport, DbErr> {
+    let txn = db.begin().await?;
+    let inputs = observe::unobserved(seed_compare_data(&txn)).await?;
+    let cases = run_cases(&txn, &inputs).await?;
+    txn.rollback().await?;
+    Ok(CompareReport {
+        backend: format!("{:?}", db.get_database_backend()),
+        runs: RUNS,
+        cases,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_placeholders_become_positional_with_repeated_values() {
+        let stmt = raw(
+            DbBackend::Sqlite,
+            GUARDED_UPDATE_SQL,
+            vec![3i32.into(), 7i64.into()],
+        );
+        assert_eq!(
+            stmt.sql,
+            "UPDATE inventory SET quantity = quantity - ? WHERE product_id = ? AND quantity >= ?"
+        );
+        assert_eq!(
+            stmt.values.map(|v| v.0),
+            Some(vec![3i32.into(), 7i64.into(), 3i32.into()])
+        );
+    }
+
+    #[test]
+    fn postgres_keeps_its_numbered_placeholders() {
+        let stmt = raw(DbBackend::Postgres, "SELECT $1", vec![1i64.into()]);
+        assert_eq!(stmt.sql, "SELECT $1");
+    }
+}
