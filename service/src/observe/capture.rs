@@ -202,12 +202,12 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
     }
 
     if logged {
-        let elapsed_ms = info.elapsed.as_secs_f64() * 1000.0;
-        let params_text = params.join(", ");
+        let elapsed_ms = (info.elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let params_text = format!("[{}]", params.join(", "));
         let scope_name = scope
             .as_ref()
             .map(|s| lock(s).scope.name.clone())
-            .unwrap_or_default();
+            .unwrap_or_else(|| "-".to_owned());
         if slow {
             tracing::warn!(target: SQL_TARGET, elapsed_ms, params = %params_text, scope = %scope_name, failed = info.failed, slow = true, "{}", statement.sql);
         } else {
