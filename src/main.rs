@@ -2,6 +2,7 @@
 //! database. It is kept short: everything it does is a call into the `api`, `service` or
 //! `migration` crates. It may depend on every crate of the workspace; none depends on it.
 
+mod data_cli;
 mod observe_cli;
 mod settings;
 mod telemetry;
@@ -42,6 +43,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fill the database with a data set of the given size, by the fastest correct path.
+    Seed(data_cli::SeedArgs),
+    /// Stream messages out as NDJSON, in bounded memory.
+    Export(data_cli::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Migrate { action }) => migrate(&db, action).await,
         Some(Command::Demo { json }) => observe_cli::demo(&db, json).await,
         Some(Command::Compare { json }) => observe_cli::compare(&db, json).await,
+        Some(Command::Seed(args)) => data_cli::run_seed(&db, args).await,
+        Some(Command::Export(args)) => data_cli::run_export(&db, args).await,
         None => prepare(&db).await,
     }
 }

@@ -16,5 +16,6 @@ pub mod observe;
 pub mod ops;
 pub mod repo;
 pub mod retry;
+pub mod seed;
 
 pub use error::ServiceError;
