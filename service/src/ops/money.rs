@@ -5,7 +5,6 @@
 //! transfer touches its two accounts in ascending user id, the order every operation that moves
 //! money between accounts uses, so two transfers in opposite directions cannot deadlock.
 
-use chrono::Utc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
@@ -32,7 +31,7 @@ async fn deposit_once(
     amount: Money,
 ) -> Result<Money, ServiceError> {
     let txn = begin_write(db).await?;
-    if !repo::accounts::credit(&txn, user_id, amount, Utc::now().fixed_offset()).await? {
+    if !repo::accounts::credit(&txn, user_id, amount, super::now()).await? {
         return Err(ServiceError::NotFound { resource: "user" });
     }
     let balance = balance_of(&txn, user_id).await?;
@@ -68,7 +67,7 @@ async fn transfer_once(
     to_user_id: i64,
     amount: Money,
 ) -> Result<Transfer, ServiceError> {
-    let now = Utc::now().fixed_offset();
+    let now = super::now();
     let txn = begin_write(db).await?;
 
     // Lock order: the lower user id first, whichever way the money goes.

@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::Utc;
 use entity::orders;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
@@ -62,7 +61,7 @@ async fn place_once(
     buyer_id: i64,
     request: &PlaceOrder,
 ) -> Result<Order, ServiceError> {
-    let now = Utc::now().fixed_offset();
+    let now = super::now();
     let key = request.idempotency_key.as_ref().map(|key| key.as_str());
     let txn = begin_write(db).await?;
 
@@ -221,7 +220,7 @@ async fn cancel_once(
     buyer_id: i64,
     order_id: i64,
 ) -> Result<Order, ServiceError> {
-    let now = Utc::now().fixed_offset();
+    let now = super::now();
     let txn = begin_write(db).await?;
 
     // The status flip is the gate: only the cancel whose UPDATE changed the row goes on.

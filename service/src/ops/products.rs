@@ -1,6 +1,5 @@
 //! Operations on products: creating one with its stock, reading one, and searching.
 
-use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use crate::{
@@ -31,7 +30,7 @@ async fn create_once(
     seller_id: i64,
     new: &NewProduct,
 ) -> Result<Product, ServiceError> {
-    let now = Utc::now().fixed_offset();
+    let now = super::now();
     let txn = begin_write(db).await?;
     let id = repo::products::insert(&txn, seller_id, new, now)
         .await

@@ -1,7 +1,6 @@
 //! Operations on users: registration (user, account and token in one transaction), token
 //! authentication, and reading a user or their profile.
 
-use chrono::Utc;
 use rand::RngCore;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use sha2::{Digest, Sha256};
@@ -29,7 +28,7 @@ pub async fn register(db: &DatabaseConnection, new: NewUser) -> Result<Registere
 }
 
 async fn register_once(db: &DatabaseConnection, new: &NewUser) -> Result<Registered, ServiceError> {
-    let now = Utc::now().fixed_offset();
+    let now = super::now();
     let display_name = match &new.display_name {
         Some(name) => name.as_str(),
         None => new.username.as_str(),
