@@ -6,4 +6,5 @@ pub mod chat;
 pub mod money;
 pub mod orders;
 pub mod products;
+pub(crate) mod text;
 pub mod users;

@@ -1,1 +1,411 @@
-//! Operations on orders.
+//! Operations on orders: placing one, cancelling one, and reading a buyer's orders.
+//!
+//! Placing an order is the seeds' `place_order`, made safe to run concurrently and to repeat:
+//!
+//! 1. prices and sellers are read from the products, never taken from the request;
+//! 2. the order row is inserted first, which claims the idempotency key: a concurrent request
+//!    with the same key waits on the unique index, fails once this one commits, rolls back and
+//!    returns this order;
+//! 3. each line's stock is taken by a conditional `UPDATE … WHERE quantity >= $1` whose
+//!    affected-row count is checked (the oversell guard), in product-id order;
+//! 4. the buyer is debited the total (guarded the same way) and each seller credited their
+//!    share, in user-id order;
+//! 5. the lines are written, and everything commits at once — or, on any failure, nothing does.
+//!
+//! Every operation that locks several rows takes them in one global order — the order row, then
+//! inventory rows by product id, then accounts by user id — so no two of them can deadlock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use entity::orders;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::{
+    ServiceError,
+    db::begin_write,
+    domain::{
+        money::Money,
+        orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder},
+    },
+    error::DbFailure,
+    repo::{self, orders::ItemRow},
+    retry::{RetryPolicy, with_retry},
+};
+
+/// Places an order for `buyer_id`, all or nothing. Unknown product → `NotFound`; not enough
+/// stock → `InsufficientStock { product_id }`; not enough money → `InsufficientFunds`. With an
+/// idempotency key already used by this buyer: the same lines return the first order and change
+/// nothing, other lines are `IdempotencyKeyReused`. Only a successful order binds its key.
+pub async fn place_order(
+    db: &DatabaseConnection,
+    buyer_id: i64,
+    request: PlaceOrder,
+) -> Result<Order, ServiceError> {
+    with_retry(RetryPolicy::default(), || {
+        place_once(db, buyer_id, &request)
+    })
+    .await
+}
+
+/// A line of the request, priced from its product.
+struct PricedLine {
+    product_id: i64,
+    name: String,
+    quantity: i32,
+    unit_price: Money,
+    seller_id: i64,
+}
+
+async fn place_once(
+    db: &DatabaseConnection,
+    buyer_id: i64,
+    request: &PlaceOrder,
+) -> Result<Order, ServiceError> {
+    let now = super::now();
+    let key = request.idempotency_key.as_ref().map(|key| key.as_str());
+    let txn = begin_write(db).await?;
+
+    // A key seen before: answer from the first order, changing nothing.
+    if let Some(key) = key
+        && let Some(first) = repo::orders::find_by_idempotency_key(&txn, buyer_id, key).await?
+    {
+        let first = load_order(&txn, first).await?;
+        txn.rollback().await?;
+        return replay(first, &request.lines);
+    }
+
+    let lines = price_lines(&txn, &request.lines).await?;
+    let total = sum(lines.iter().map(|line| (line.unit_price, line.quantity)))?;
+
+    // The order row goes first: it claims the idempotency key before anything else is touched.
+    let order_id = match repo::orders::insert(&txn, buyer_id, total, key, now).await {
+        Ok(order_id) => order_id,
+        Err(error) if DbFailure::of(&error).violates(&repo::orders::IDEMPOTENCY_KEY_UNIQUE) => {
+            // A concurrent request with this key committed first. Undo, then answer from its order.
+            txn.rollback().await?;
+            return replay_committed(db, buyer_id, key, &request.lines).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
+
+    let mut by_product: Vec<&PricedLine> = lines.iter().collect();
+    by_product.sort_by_key(|line| line.product_id);
+    for line in by_product {
+        if !repo::products::take_stock(&txn, line.product_id, line.quantity).await? {
+            return Err(ServiceError::InsufficientStock {
+                product_id: line.product_id,
+            });
+        }
+    }
+
+    let shares = shares_by_seller(
+        lines
+            .iter()
+            .map(|line| (line.seller_id, line.unit_price, line.quantity)),
+    )?;
+    let accounts: BTreeSet<i64> = shares.keys().copied().chain([buyer_id]).collect();
+    for user_id in accounts {
+        // A buyer of their own product pays first, then is paid, so they need the whole total.
+        if user_id == buyer_id
+            && !repo::accounts::debit_if_covered(&txn, buyer_id, total, now).await?
+        {
+            return Err(ServiceError::InsufficientFunds);
+        }
+        if let Some(&share) = shares.get(&user_id)
+            && !repo::accounts::credit(&txn, user_id, share, now).await?
+        {
+            return Err(missing_account("crediting a seller", user_id));
+        }
+    }
+
+    let items: Vec<repo::orders::NewItem> = lines
+        .iter()
+        .map(|line| (line.product_id, line.quantity, line.unit_price))
+        .collect();
+    repo::orders::insert_items(&txn, order_id, &items).await?;
+    txn.commit().await?;
+
+    tracing::info!(order_id, buyer_id, %total, "placed an order");
+    Ok(Order {
+        id: order_id,
+        status: OrderStatus::Paid,
+        total,
+        created_at: now.to_utc(),
+        items: lines
+            .into_iter()
+            .map(|line| OrderItem {
+                product_id: line.product_id,
+                name: line.name,
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+            })
+            .collect(),
+    })
+}
+
+/// The request's lines, in the order sent, with each product's current price, name and seller:
+/// one statement. A product that does not exist is `NotFound`.
+async fn price_lines<C: ConnectionTrait>(
+    db: &C,
+    lines: &OrderLines,
+) -> Result<Vec<PricedLine>, ServiceError> {
+    let mut products: HashMap<i64, entity::products::Model> =
+        repo::products::find_by_ids(db, lines.product_ids())
+            .await?
+            .into_iter()
+            .map(|product| (product.id, product))
+            .collect();
+    lines
+        .as_slice()
+        .iter()
+        .map(|&(product_id, quantity)| {
+            let product = products.remove(&product_id).ok_or(ServiceError::NotFound {
+                resource: "product",
+            })?;
+            Ok(PricedLine {
+                product_id,
+                name: product.name,
+                quantity: quantity.get(),
+                unit_price: Money::from_stored(product.price)?,
+                seller_id: product.seller_id,
+            })
+        })
+        .collect()
+}
+
+/// The first order placed with a key, if `lines` are what it was placed with.
+fn replay(first: Order, lines: &OrderLines) -> Result<Order, ServiceError> {
+    if first.has_lines(lines) {
+        Ok(first)
+    } else {
+        Err(ServiceError::IdempotencyKeyReused)
+    }
+}
+
+/// Reads the order a concurrent request committed with `key`, after losing the race to it.
+async fn replay_committed(
+    db: &DatabaseConnection,
+    buyer_id: i64,
+    key: Option<&str>,
+    lines: &OrderLines,
+) -> Result<Order, ServiceError> {
+    let winner = match key {
+        Some(key) => repo::orders::find_by_idempotency_key(db, buyer_id, key).await?,
+        None => None,
+    };
+    let winner = winner.ok_or_else(|| ServiceError::Unexpected {
+        context: "replaying an idempotent order",
+        source: "the order holding the idempotency key could not be read".into(),
+    })?;
+    replay(load_order(db, winner).await?, lines)
+}
+
+/// Cancels the buyer's paid order, all or nothing: stock comes back, the buyer is refunded and
+/// each seller gives their share back. Someone else's order is `NotFound`; an order already
+/// cancelled, or one whose seller no longer has the money, is `OrderNotCancellable`. However
+/// many cancels race, one refunds and the others find the order cancelled.
+pub async fn cancel_order(
+    db: &DatabaseConnection,
+    buyer_id: i64,
+    order_id: i64,
+) -> Result<Order, ServiceError> {
+    with_retry(RetryPolicy::default(), || {
+        cancel_once(db, buyer_id, order_id)
+    })
+    .await
+}
+
+async fn cancel_once(
+    db: &DatabaseConnection,
+    buyer_id: i64,
+    order_id: i64,
+) -> Result<Order, ServiceError> {
+    let now = super::now();
+    let txn = begin_write(db).await?;
+
+    // The status flip is the gate: only the cancel whose UPDATE changed the row goes on.
+    if !repo::orders::mark_cancelled(&txn, buyer_id, order_id, now).await? {
+        return match repo::orders::find_for_buyer(&txn, buyer_id, order_id).await? {
+            None => Err(ServiceError::NotFound { resource: "order" }),
+            Some(_) => Err(ServiceError::OrderNotCancellable {
+                reason: "it is already cancelled",
+            }),
+        };
+    }
+    let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
+        .await?
+        .ok_or(ServiceError::NotFound { resource: "order" })?;
+    let items = repo::orders::items_of_order(&txn, order_id).await?;
+
+    let mut by_product: Vec<&ItemRow> = items.iter().collect();
+    by_product.sort_by_key(|item| item.product_id);
+    for item in by_product {
+        if !repo::products::return_stock(&txn, item.product_id, item.quantity).await? {
+            return Err(ServiceError::Unexpected {
+                context: "returning stock",
+                source: format!("product {} has no inventory row", item.product_id).into(),
+            });
+        }
+    }
+
+    let total = Money::from_stored(order.total)?;
+    let mut priced = Vec::with_capacity(items.len());
+    for item in &items {
+        priced.push((
+            item.seller_id,
+            Money::from_stored(item.unit_price)?,
+            item.quantity,
+        ));
+    }
+    let shares = shares_by_seller(priced.into_iter())?;
+    let accounts: BTreeSet<i64> = shares.keys().copied().chain([buyer_id]).collect();
+    for user_id in accounts {
+        // A buyer who is also a seller is refunded first, so giving their share back succeeds.
+        if user_id == buyer_id && !repo::accounts::credit(&txn, buyer_id, total, now).await? {
+            return Err(missing_account("refunding the buyer", buyer_id));
+        }
+        if let Some(&share) = shares.get(&user_id)
+            && !repo::accounts::debit_if_covered(&txn, user_id, share, now).await?
+        {
+            return Err(ServiceError::OrderNotCancellable {
+                reason: "a seller no longer has the money to give back",
+            });
+        }
+    }
+
+    let cancelled = order_from(order, items)?;
+    txn.commit().await?;
+    tracing::info!(order_id, buyer_id, "cancelled an order");
+    Ok(cancelled)
+}
+
+/// The buyer's order with its items: two statements. Someone else's order is `NotFound`.
+pub async fn get_order<C: ConnectionTrait>(
+    db: &C,
+    buyer_id: i64,
+    order_id: i64,
+) -> Result<Order, ServiceError> {
+    let order = repo::orders::find_for_buyer(db, buyer_id, order_id)
+        .await?
+        .ok_or(ServiceError::NotFound { resource: "order" })?;
+    load_order(db, order).await
+}
+
+/// All of the buyer's orders, newest first, each with its items: two statements however many
+/// orders there are (the orders, then all their items in one join). Pass a read transaction
+/// ([`crate::db::begin_read`]) for one snapshot; on the pool, an order placed between the two
+/// statements is simply not listed.
+pub async fn list_orders<C: ConnectionTrait>(
+    db: &C,
+    buyer_id: i64,
+) -> Result<Vec<Order>, ServiceError> {
+    let orders = repo::orders::list_for_buyer(db, buyer_id).await?;
+    let mut items_by_order: HashMap<i64, Vec<ItemRow>> = HashMap::new();
+    for item in repo::orders::items_of_buyer(db, buyer_id).await? {
+        items_by_order.entry(item.order_id).or_default().push(item);
+    }
+    orders
+        .into_iter()
+        .map(|order| {
+            let items = items_by_order.remove(&order.id).unwrap_or_default();
+            order_from(order, items)
+        })
+        .collect()
+}
+
+async fn load_order<C: ConnectionTrait>(
+    db: &C,
+    order: orders::Model,
+) -> Result<Order, ServiceError> {
+    let items = repo::orders::items_of_order(db, order.id).await?;
+    order_from(order, items)
+}
+
+/// Assembles an order from its row and its item rows (already in position order).
+fn order_from(order: orders::Model, items: Vec<ItemRow>) -> Result<Order, ServiceError> {
+    Ok(Order {
+        id: order.id,
+        status: OrderStatus::from_stored(&order.status)?,
+        total: Money::from_stored(order.total)?,
+        created_at: order.created_at.to_utc(),
+        items: items
+            .into_iter()
+            .map(|item| {
+                Ok(OrderItem {
+                    product_id: item.product_id,
+                    name: item.name,
+                    quantity: item.quantity,
+                    unit_price: Money::from_stored(item.unit_price)?,
+                })
+            })
+            .collect::<Result<_, ServiceError>>()?,
+    })
+}
+
+/// Σ unit price × quantity, exactly.
+fn sum(mut lines: impl Iterator<Item = (Money, i32)>) -> Result<Money, ServiceError> {
+    lines.try_fold(Money::ZERO, |total, (unit_price, quantity)| {
+        unit_price
+            .checked_mul(i64::from(quantity))
+            .and_then(|amount| total.checked_add(amount))
+            .ok_or_else(too_much_money)
+    })
+}
+
+/// What each seller is owed for `(seller_id, unit_price, quantity)` lines, by seller id — the
+/// order in which their accounts are locked.
+fn shares_by_seller(
+    lines: impl Iterator<Item = (i64, Money, i32)>,
+) -> Result<BTreeMap<i64, Money>, ServiceError> {
+    let mut shares: BTreeMap<i64, Money> = BTreeMap::new();
+    for (seller_id, unit_price, quantity) in lines {
+        let share = shares.entry(seller_id).or_insert(Money::ZERO);
+        *share = sum([(*share, 1), (unit_price, quantity)].into_iter())?;
+    }
+    Ok(shares)
+}
+
+fn too_much_money() -> ServiceError {
+    // 50 lines × 1000 items × 1000000.00 is far below the largest amount; this cannot happen.
+    ServiceError::Unexpected {
+        context: "adding up an order",
+        source: "the amount exceeds the largest representable amount of money".into(),
+    }
+}
+
+fn missing_account(context: &'static str, user_id: i64) -> ServiceError {
+    ServiceError::Unexpected {
+        context,
+        source: format!("user {user_id} has no account").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn money(text: &str) -> Money {
+        Money::parse("amount", text).unwrap()
+    }
+
+    #[test]
+    fn the_total_is_the_exact_sum_of_price_times_quantity() {
+        let lines = [(money("0.10"), 3), (money("19.99"), 2)];
+        assert_eq!(sum(lines.into_iter()).unwrap(), money("40.28"));
+        assert_eq!(sum(std::iter::empty()).unwrap(), Money::ZERO);
+    }
+
+    #[test]
+    fn each_seller_is_owed_the_sum_of_their_lines_in_seller_id_order() {
+        let lines = [
+            (9, money("1.50"), 2),
+            (4, money("0.01"), 1),
+            (9, money("2.00"), 1),
+        ];
+        let shares: Vec<_> = shares_by_seller(lines.into_iter())
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(shares, vec![(4, money("0.01")), (9, money("5.00"))]);
+    }
+}

@@ -1,1 +1,129 @@
-//! Operations on users.
+//! Operations on users: registration (user, account and token in one transaction), token
+//! authentication, and reading a user or their profile.
+
+use rand::RngCore;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    ServiceError,
+    db::begin_write,
+    domain::{
+        money::Money,
+        users::{NewUser, Profile, Registered, User},
+    },
+    error::DbFailure,
+    repo,
+    retry::{RetryPolicy, with_retry},
+};
+
+/// Random bytes in a token: 256 bits, beyond guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// Registers a user with an empty account and an API token, all or nothing. A taken username
+/// or email is recognised from the unique constraint the insert violates — a lookup beforehand
+/// could not see a concurrent registration — and reported as `UsernameTaken` / `EmailTaken`.
+pub async fn register(db: &DatabaseConnection, new: NewUser) -> Result<Registered, ServiceError> {
+    with_retry(RetryPolicy::default(), || register_once(db, &new)).await
+}
+
+async fn register_once(db: &DatabaseConnection, new: &NewUser) -> Result<Registered, ServiceError> {
+    let now = super::now();
+    let display_name = match &new.display_name {
+        Some(name) => name.as_str(),
+        None => new.username.as_str(),
+    };
+    let token = new_token();
+
+    let txn = begin_write(db).await?;
+    let user = repo::users::insert(&txn, &new.username, &new.email, display_name, now)
+        .await
+        .map_err(taken_or_unexpected)?;
+    repo::accounts::open(&txn, user.id, now).await?;
+    repo::users::insert_token_hash(&txn, user.id, &token_hash(&token), now).await?;
+    txn.commit().await?;
+
+    tracing::info!(user_id = user.id, "registered a user");
+    Ok(Registered {
+        user: User::from(user),
+        token,
+    })
+}
+
+fn taken_or_unexpected(error: DbErr) -> ServiceError {
+    let failure = DbFailure::of(&error);
+    if failure.violates(&repo::users::EMAIL_UNIQUE) {
+        ServiceError::EmailTaken
+    } else if failure.violates(&repo::users::USERNAME_UNIQUE) {
+        ServiceError::UsernameTaken
+    } else {
+        error.into()
+    }
+}
+
+/// A fresh token: 32 bytes from the thread-local CSPRNG (ChaCha, seeded by the OS), as 64 hex
+/// digits, which are safe in a header and a URL.
+fn new_token() -> String {
+    let mut bytes = [0_u8; TOKEN_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The only form of a token the database ever sees.
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The user holding `token`; an unknown or empty token is `Unauthenticated`.
+pub async fn authenticate<C: ConnectionTrait>(db: &C, token: &str) -> Result<User, ServiceError> {
+    if token.is_empty() {
+        return Err(ServiceError::Unauthenticated);
+    }
+    repo::users::find_by_token_hash(db, &token_hash(token))
+        .await?
+        .map(User::from)
+        .ok_or(ServiceError::Unauthenticated)
+}
+
+pub async fn get_user<C: ConnectionTrait>(db: &C, id: i64) -> Result<User, ServiceError> {
+    repo::users::find_by_id(db, id)
+        .await?
+        .map(User::from)
+        .ok_or(ServiceError::NotFound { resource: "user" })
+}
+
+/// The user and their balance, in one statement.
+pub async fn profile<C: ConnectionTrait>(db: &C, user_id: i64) -> Result<Profile, ServiceError> {
+    let (user, account) = repo::users::find_with_account(db, user_id)
+        .await?
+        .ok_or(ServiceError::NotFound { resource: "user" })?;
+    let balance = match account {
+        Some(account) => Money::from_stored(account.balance)?,
+        None => Money::ZERO,
+    };
+    Ok(Profile {
+        user: User::from(user),
+        balance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_64_hex_digits_and_never_repeat() {
+        let first = new_token();
+        assert_eq!(first.len(), 64);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(first, new_token());
+    }
+
+    #[test]
+    fn a_token_is_stored_as_its_sha256_hex_digest() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
