@@ -22,6 +22,7 @@ use std::{future::Future, io, sync::Arc, time::Duration};
 use axum::{Extension, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ErrorCode, Problem};
 
@@ -62,7 +63,15 @@ impl AppState {
 
 /// The whole application, ready to serve.
 pub fn app(state: AppState) -> Router {
-    let (router, document) = routes::all().split_for_parts();
+    app_with_routes(state, OpenApiRouter::new())
+}
+
+/// [`app`] with `extra` routes mounted beside the API's own, behind the same fallbacks and
+/// middleware and listed in the same document. The end-to-end tests mount probes with it (a
+/// route that echoes a JSON body, one that never finishes) to drive the extractors and the
+/// timeout through real HTTP.
+pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Router {
+    let (router, document) = routes::all().merge(extra).split_for_parts();
     let document = Arc::new(openapi::finish(document));
     let router = router
         .layer(Extension(document))
