@@ -1,16 +1,17 @@
-//! The `mercado` binary: reads the settings, then runs one command — by default, preparing the
-//! database. It is kept short: everything it does is a call into the `api`, `service` or
-//! `migration` crates. It may depend on every crate of the workspace; none depends on it.
+//! The `mercado` binary: reads the settings, then runs one command — by default, serving the HTTP
+//! API. It is kept short: everything it does is a call into the `api`, `service` or `migration`
+//! crates. It may depend on every crate of the workspace; none depends on it.
 
 mod data_cli;
 mod observe_cli;
 mod settings;
 mod telemetry;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::net::TcpListener;
 
 use settings::Settings;
 
@@ -18,14 +19,18 @@ use settings::Settings;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    /// What to do; `serve` when omitted.
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     settings: Settings,
 }
 
+/// One variant per subcommand; each is handled by one arm of `main`'s `match`.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API (the default command).
+    Serve(ServeArgs),
     /// Apply, roll back or list the schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -47,6 +52,20 @@ enum Command {
     Seed(data_cli::SeedArgs),
     /// Stream messages out as NDJSON, in bounded memory.
     Export(data_cli::ExportArgs),
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Command::Serve(ServeArgs::default())
+    }
+}
+
+#[derive(Debug, Default, Args)]
+struct ServeArgs {
+    /// Apply pending migrations before serving. Needed on PostgreSQL and MySQL only, where
+    /// migrating is otherwise a deliberate step; on SQLite, `serve` always migrates.
+    #[arg(long)]
+    migrate: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,30 +108,50 @@ async fn main() -> anyhow::Result<()> {
         .with_slow_threshold(cli.settings.log.sql_slow_threshold);
     service::observe::install(&mut db, observe);
 
-    match cli.command {
-        Some(Command::Migrate { action }) => migrate(&db, action).await,
-        Some(Command::Demo { json }) => observe_cli::demo(&db, json).await,
-        Some(Command::Compare { json }) => observe_cli::compare(&db, json).await,
-        Some(Command::Seed(args)) => data_cli::run_seed(&db, args).await,
-        Some(Command::Export(args)) => data_cli::run_export(&db, args).await,
-        None => prepare(&db).await,
+    match cli.command.unwrap_or_default() {
+        Command::Serve(args) => serve(db, &cli.settings, args).await,
+        Command::Migrate { action } => migrate(&db, action).await,
+        Command::Demo { json } => observe_cli::demo(&db, json).await,
+        Command::Compare { json } => observe_cli::compare(&db, json).await,
+        Command::Seed(args) => data_cli::run_seed(&db, args).await,
+        Command::Export(args) => data_cli::run_export(&db, args).await,
     }
 }
 
-/// The default command: on SQLite, create and migrate the database; elsewhere, report.
-async fn prepare(db: &DatabaseConnection) -> anyhow::Result<()> {
-    if db.get_database_backend() == DbBackend::Sqlite {
-        Migrator::up(db, None)
-            .await
-            .context("applying migrations")?;
+/// Brings the schema up to date where that is allowed, serves until SIGINT or SIGTERM, then lets
+/// the requests in flight finish and closes the pool.
+async fn serve(db: DatabaseConnection, settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
+    prepare_schema(&db, args.migrate).await?;
+    let address = settings.server.listen_addr;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))?;
+    tracing::info!("serving on http://{}", listener.local_addr()?);
+    let state = api::AppState::new(db.clone(), settings.server.to_api_settings());
+    api::serve(listener, state, api::shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    db.close().await.context("closing the database pool")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SQLite (a local file) is migrated on start; on a database server, migrating is a deliberate
+/// step, so pending migrations stop `serve` unless it was asked to apply them.
+async fn prepare_schema(db: &DatabaseConnection, migrate: bool) -> anyhow::Result<()> {
+    if migrate || db.get_database_backend() == DbBackend::Sqlite {
+        return Migrator::up(db, None).await.context("applying migrations");
     }
-    let pending = Migrator::get_pending_migrations(db).await?;
-    if pending.is_empty() {
-        tracing::info!("the database schema is up to date");
-    } else {
-        tracing::warn!(
-            pending = pending.len(),
-            "migrations are pending: run `mercado migrate up` (or `sea-orm-cli migrate up`)"
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .context("reading which migrations are applied")?;
+    if !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(|migration| migration.name()).collect();
+        bail!(
+            "{} migration(s) pending: {}.\nApply them with `mercado migrate up` (or \
+             `sea-orm-cli migrate up`), or start with `mercado serve --migrate`.",
+            names.len(),
+            names.join(", ")
         );
     }
     Ok(())

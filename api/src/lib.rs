@@ -1,1 +1,132 @@
-//! x
+//! Mercado's HTTP API: an axum router over the service layer.
+//!
+//! [`app`] builds the whole application — routes, the OpenAPI document at `/openapi.json`,
+//! fallbacks for unknown routes and methods, and the middleware (request ids, tracing, a request
+//! timeout, a body limit) — and [`serve`] runs it until a shutdown future completes. The binary
+//! and the end-to-end tests start the same application; tests bind it to port 0.
+//!
+//! Every error leaves through one type, [`ApiError`], as `application/problem+json`; handlers
+//! take their input through this crate's extractors ([`extract::Json`], [`extract::Path`],
+//! [`extract::Query`], [`auth::AuthUser`]), whose rejections are `ApiError`s too. The api never
+//! issues SQL and never sees an entity: it calls the `service` crate and speaks its domain types.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod middleware;
+pub mod openapi;
+mod routes;
+
+use std::{future::Future, io, sync::Arc, time::Duration};
+
+use axum::{Extension, Router};
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, ErrorCode, Problem};
+
+/// The largest request body accepted, in bytes (1 MiB); a larger one is answered with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How the HTTP layer behaves, independently of the database.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// A request still running after this long is abandoned and answered with 503; its
+    /// transaction, if any, is dropped and so rolled back.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler can reach: the pool, and the settings the application was built with.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Arc<ApiSettings>,
+}
+
+impl AppState {
+    pub fn new(db: DatabaseConnection, settings: ApiSettings) -> Self {
+        Self {
+            db,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The whole application, ready to serve.
+pub fn app(state: AppState) -> Router {
+    app_with_routes(state, OpenApiRouter::new())
+}
+
+/// [`app`] with `extra` routes mounted beside the API's own, behind the same fallbacks and
+/// middleware and listed in the same document. The end-to-end tests mount probes with it (a
+/// route that echoes a JSON body, one that never finishes) to drive the extractors and the
+/// timeout through real HTTP.
+pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Router {
+    let (router, document) = routes::all().merge(extra).split_for_parts();
+    let document = Arc::new(openapi::finish(document));
+    let router = router
+        .layer(Extension(document))
+        // Both fallbacks must come after every route: the 405 one is attached to the routes
+        // registered so far.
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(routes::route_not_found)
+        .with_state(state.clone());
+    middleware::wrap(router, &state.settings)
+}
+
+/// The OpenAPI document of every route [`app`] serves, as served at `/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, document) = routes::all().split_for_parts();
+    openapi::finish(document)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting connections and
+/// waits for the requests in flight (each bounded by the request timeout) before returning.
+pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM: the shutdown future for [`serve`].
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C; only SIGTERM stops the server");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+    tracing::info!("shutting down: no new connections; finishing the requests in flight");
+}

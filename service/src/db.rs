@@ -18,6 +18,8 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::ServiceError;
+
 /// The default database: a SQLite file in the working directory, created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mercado.db?mode=rwc";
 
@@ -173,6 +175,12 @@ fn scrub(message: &str, url: &str) -> String {
         message = message.replace(&password, "***");
     }
     message
+}
+
+/// Checks that the database answers, for readiness probes. Any failure — no connection, a closed
+/// pool, a statement that errs — means it does not, so every one is [`ServiceError::Unavailable`].
+pub async fn ping(db: &DatabaseConnection) -> Result<(), ServiceError> {
+    db.ping().await.map_err(ServiceError::Unavailable)
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`

@@ -1,0 +1,189 @@
+//! The OpenAPI 3.1 document, generated from the code with utoipa.
+//!
+//! Each handler carries its own `#[utoipa::path(...)]` annotation and is registered with
+//! `utoipa_axum::routes!` in `routes.rs`, which adds it to the router and to the document at once.
+//! [`finish`] then gives every operation the problem responses it can produce without saying so
+//! — 500 and 503 everywhere; 400, 413, 415 and 422 where there is a JSON body; 404 and 422 where
+//! there are path parameters; 422 where there are query parameters; 401 where the operation
+//! requires the `bearer` scheme — so a handler's annotation only lists its own successes and its
+//! domain errors (a 409 `insufficient_stock`, say).
+//!
+//! An authenticated operation declares `security(("bearer" = []))`; see [`BEARER`].
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder,
+        path::{Operation, ParameterIn, PathItem},
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    },
+};
+
+use crate::error::{ErrorCode, PROBLEM_JSON, Problem};
+
+/// The name of the bearer-token security scheme, as operations refer to it.
+pub const BEARER: &str = "bearer";
+
+/// The document's fixed parts: information, tags, shared schemas and the security scheme.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mercado",
+        description = "A small marketplace: people chat in conversations and buy from each other.\n\n\
+            Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the \
+            `Problem` and `ErrorCode` schemas. Every response carries `x-request-id`, echoing the \
+            request's own when it sent one."
+    ),
+    tags(
+        (name = "operations", description = "Liveness, readiness and this document."),
+    ),
+    components(schemas(Problem, ErrorCode)),
+    modifiers(&BearerScheme),
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The token returned once, when the user is created: \
+                         `Authorization: Bearer <token>`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The problem responses shared by many operations: (status, component name, description).
+const SHARED_RESPONSES: &[(&str, &str, &str)] = &[
+    (
+        "400",
+        "BadRequest",
+        "`bad_request`: the body is not valid JSON.",
+    ),
+    (
+        "401",
+        "Unauthorized",
+        "`unauthorized`: the bearer token is missing, malformed or unknown.",
+    ),
+    (
+        "404",
+        "NotFound",
+        "`not_found`: nothing with this id, or nothing the caller may see.",
+    ),
+    (
+        "413",
+        "PayloadTooLarge",
+        "`payload_too_large`: the body is over the limit (1 MiB).",
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "`unsupported_media_type`: the body is not sent as `application/json`.",
+    ),
+    (
+        "422",
+        "ValidationFailed",
+        "`validation_failed`: an input breaks a rule; `detail` names the field.",
+    ),
+    (
+        "500",
+        "Internal",
+        "`internal`: an unexpected failure; logged, never detailed in the response.",
+    ),
+    (
+        "503",
+        "ServiceUnavailable",
+        "`service_unavailable`: the database is unavailable or contended, or the request \
+         timed out; `Retry-After` says when to try again.",
+    ),
+];
+
+/// The complete document: `document` (as the router built it) with the shared problem responses
+/// registered as components and attached to every operation that can produce them.
+pub fn finish(mut document: Document) -> Document {
+    let components = document.components.get_or_insert_with(Default::default);
+    for (_, name, description) in SHARED_RESPONSES {
+        components.responses.insert(
+            (*name).to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(*description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+    }
+    for item in document.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            for status in statuses_of(operation) {
+                if let Some((_, name, _)) = SHARED_RESPONSES.iter().find(|(s, ..)| *s == status) {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+                }
+            }
+        }
+    }
+    document
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+/// The shared error statuses `operation` can answer with, from what it takes.
+fn statuses_of(operation: &Operation) -> Vec<&'static str> {
+    let mut statuses = vec!["500", "503"];
+    if operation.request_body.is_some() {
+        statuses.extend(["400", "413", "415", "422"]);
+    }
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    if parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Path)
+    {
+        statuses.extend(["404", "422"]);
+    }
+    if parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Query)
+    {
+        statuses.push("422");
+    }
+    let authenticated = operation
+        .security
+        .iter()
+        .flatten()
+        .any(|requirement| *requirement != SecurityRequirement::default());
+    if authenticated {
+        statuses.push("401");
+    }
+    statuses
+}

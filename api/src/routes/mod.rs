@@ -1,0 +1,35 @@
+//! Every route of the API, and the fallbacks for requests no route takes.
+//!
+//! A route is added by writing its handler with a `#[utoipa::path(...)]` annotation in the module
+//! of its resource and registering it below with `routes!`: that puts it in the router and in the
+//! OpenAPI document at once, so the document cannot miss a path that exists.
+
+mod operations;
+
+use axum::http::{Method, Uri};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{ApiError, AppState, openapi::ApiDoc};
+
+/// Every route, with the OpenAPI description of each.
+pub(crate) fn all() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::openapi_json))
+}
+
+/// No route has this path: 404 `not_found`, as a problem like any other error.
+pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        path: uri.path().to_owned(),
+    }
+}
+
+/// The path exists but not for this method: 405 `method_not_allowed`; axum adds `Allow`.
+pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+    }
+}

@@ -1,0 +1,64 @@
+//! What operators and tools call: liveness, readiness and the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{ApiError, AppState, extract::Json};
+
+/// The body of a successful health or readiness check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Status {
+    #[schema(example = "ok")]
+    status: String,
+}
+
+impl Status {
+    fn ok() -> Self {
+        Status {
+            status: "ok".to_owned(),
+        }
+    }
+}
+
+/// Liveness: answers while the process runs, without touching the database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is running.", body = Status)),
+)]
+pub(crate) async fn healthz() -> Json<Status> {
+    Json(Status::ok())
+}
+
+/// Readiness: 200 when the database answers, else 503 `service_unavailable`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, description = "The database answers.", body = Status)),
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    service::db::ping(&state.db).await?;
+    Ok(Json(Status::ok()))
+}
+
+/// This document: the OpenAPI 3.1 description of every route.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object)),
+)]
+pub(crate) async fn openapi_json(
+    Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Response {
+    Json(document.as_ref()).into_response()
+}

@@ -1,0 +1,300 @@
+//! The HTTP application end to end, over real HTTP and a real database on every backend: the
+//! operational endpoints, the problem+json error contract for requests no handler accepts, request
+//! ids, the request timeout, the OpenAPI document and graceful shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use api::{ApiSettings, AppState, MAX_BODY_BYTES, extract::Json, extract::Path};
+use axum::routing::{get, post};
+use mercado_testkit::{TestDb, backend_tests};
+use reqwest::{StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use support::{TestApp, expect_problem, expect_validation_failure};
+use utoipa_axum::router::OpenApiRouter;
+
+/// A body of the shape a real endpoint takes, echoed back by the probe.
+#[derive(Debug, Serialize, Deserialize)]
+struct Probe {
+    name: String,
+    quantity: u32,
+}
+
+async fn echo(Json(probe): Json<Probe>) -> Json<Probe> {
+    Json(probe)
+}
+
+async fn id(Path(id): Path<i64>) -> Json<Value> {
+    Json(json!({ "id": id }))
+}
+
+async fn never_finishes() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    "finished"
+}
+
+/// Probe routes that take a JSON body, a path id and forever: the extractors and middleware
+/// every phase-2 endpoint will rely on, driven through HTTP before those endpoints exist.
+fn probes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .route("/probe/echo", post(echo))
+        .route("/probe/things/{id}", get(id))
+        .route("/probe/slow", get(never_finishes))
+}
+
+async fn spawn_with_probes(db: &TestDb) -> TestApp {
+    TestApp::spawn_with(db, ApiSettings::default(), probes()).await
+}
+
+backend_tests! {
+    async fn healthz_answers_ok(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.get("/healthz").await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.json::<Value>().await?, json!({"status": "ok"}));
+        Ok(())
+    }
+
+    async fn readyz_answers_ok_while_the_database_answers(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.get("/readyz").await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.json::<Value>().await?, json!({"status": "ok"}));
+        Ok(())
+    }
+
+    async fn readyz_is_service_unavailable_once_the_database_is_gone(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        // The application's pool is a clone of this one: closing it closes theirs.
+        db.conn.close_by_ref().await?;
+
+        let response = app.get("/readyz").await;
+
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        expect_problem(response, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+        Ok(())
+    }
+
+    async fn an_unknown_route_is_a_not_found_problem(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.get("/no/such/route").await;
+
+        expect_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+        Ok(())
+    }
+
+    async fn an_unsupported_method_is_a_method_not_allowed_problem_listing_the_allowed_ones(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.client.delete(app.url("/healthz")).send().await?;
+
+        assert_eq!(response.headers()[header::ALLOW], "GET,HEAD");
+        expect_problem(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+        Ok(())
+    }
+
+    async fn malformed_json_is_a_bad_request_problem(db: TestDb) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let response = app
+            .post_raw("/probe/echo", "application/json", br#"{"name": "pen", "#.to_vec())
+            .await;
+
+        expect_problem(response, StatusCode::BAD_REQUEST, "bad_request").await;
+        Ok(())
+    }
+
+    async fn a_body_that_is_not_json_is_an_unsupported_media_type_problem(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let response = app
+            .post_raw("/probe/echo", "text/plain", br#"{"name": "pen", "quantity": 1}"#.to_vec())
+            .await;
+
+        expect_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            .await;
+        Ok(())
+    }
+
+    async fn a_body_over_one_mebibyte_is_a_payload_too_large_problem(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+        let name = "x".repeat(MAX_BODY_BYTES);
+        let body = serde_json::to_vec(&json!({"name": name, "quantity": 1}))?;
+        assert!(body.len() > MAX_BODY_BYTES);
+
+        let response = app.post_raw("/probe/echo", "application/json", body).await;
+
+        expect_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+        Ok(())
+    }
+
+    async fn a_body_just_under_the_limit_is_accepted(db: TestDb) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+        let envelope = br#"{"name":"","quantity":1}"#.len();
+        let name = "x".repeat(MAX_BODY_BYTES - envelope);
+        let body = serde_json::to_vec(&json!({"name": name, "quantity": 1}))?;
+        assert_eq!(body.len(), MAX_BODY_BYTES);
+
+        let response = app.post_raw("/probe/echo", "application/json", body).await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        let echoed: Probe = response.json().await?;
+        assert_eq!(echoed.name, name);
+        Ok(())
+    }
+
+    async fn a_wrong_json_type_is_a_validation_problem_naming_the_field(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let response = app
+            .post_raw(
+                "/probe/echo",
+                "application/json",
+                br#"{"name": "pen", "quantity": -1}"#.to_vec(),
+            )
+            .await;
+
+        let detail = expect_validation_failure(response).await;
+        assert!(detail.starts_with("quantity: "), "{detail}");
+        Ok(())
+    }
+
+    async fn a_missing_field_is_a_validation_problem_naming_it(db: TestDb) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let response = app
+            .post_raw("/probe/echo", "application/json", br#"{"name": "pen"}"#.to_vec())
+            .await;
+
+        let detail = expect_validation_failure(response).await;
+        assert!(detail.contains("quantity"), "{detail}");
+        Ok(())
+    }
+
+    async fn a_path_id_that_is_not_an_integer_is_a_validation_problem(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let response = app.get("/probe/things/seven").await;
+
+        let detail = expect_validation_failure(response).await;
+        assert!(detail.starts_with("id: "), "{detail}");
+        Ok(())
+    }
+
+    async fn a_request_that_outlives_the_timeout_is_a_service_unavailable_problem(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let settings = ApiSettings { request_timeout: Duration::from_millis(200) };
+        let app = TestApp::spawn_with(&db, settings, probes()).await;
+
+        let response = app.get("/probe/slow").await;
+
+        expect_problem(response, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+        Ok(())
+    }
+
+    async fn every_response_gets_a_fresh_request_id_when_none_was_sent(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let first = app.get("/healthz").await;
+        let second = app.get("/no/such/route").await;
+
+        let first = first.headers()["x-request-id"].to_str()?.to_owned();
+        let second = second.headers()["x-request-id"].to_str()?.to_owned();
+        assert_eq!(first.len(), 36, "a UUID: {first}");
+        assert_ne!(first, second);
+        Ok(())
+    }
+
+    async fn a_request_id_sent_by_the_client_is_echoed(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let ok = app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-42")
+            .send().await?;
+        let error = app.client.get(app.url("/nope")).header("x-request-id", "trace-me-43")
+            .send().await?;
+
+        assert_eq!(ok.headers()["x-request-id"], "trace-me-42");
+        assert_eq!(error.headers()["x-request-id"], "trace-me-43");
+        Ok(())
+    }
+
+    async fn the_openapi_document_is_openapi_3_1_and_lists_every_path(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.get("/openapi.json").await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        let raw: Value = response.json().await?;
+        assert_eq!(raw["openapi"], "3.1.0");
+        // It also reads back as an OpenAPI document, not merely as JSON.
+        let document: utoipa::openapi::OpenApi = serde_json::from_value(raw.clone())?;
+        let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
+        for path in ["/healthz", "/readyz", "/openapi.json"] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
+        let components = &raw["components"];
+        assert_eq!(components["securitySchemes"]["bearer"]["scheme"], "bearer");
+        let codes = components["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .context("ErrorCode lists its codes")?;
+        assert_eq!(codes.len(), 16, "{codes:?}");
+        assert!(components["schemas"]["Problem"]["properties"]["code"].is_object());
+        assert_eq!(
+            raw["paths"]["/readyz"]["get"]["responses"]["503"]["$ref"],
+            "#/components/responses/ServiceUnavailable"
+        );
+        Ok(())
+    }
+
+    async fn every_path_in_the_openapi_document_is_served(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let document: Value = app.get("/openapi.json").await.json().await?;
+
+        for (path, item) in document["paths"].as_object().context("paths is an object")? {
+            if item.get("get").is_some() && !path.contains('{') {
+                let response = app.get(path).await;
+                assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn a_stopped_server_finishes_cleanly_and_accepts_no_more_connections(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let url = app.url("/healthz");
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+
+        app.stop().await?;
+
+        let after = reqwest::Client::builder().no_proxy().build()?.get(&url).send().await;
+        assert!(after.is_err(), "still answering after shutdown: {after:?}");
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! The end-to-end rig: the real application ([`api::app`]) served on 127.0.0.1 port 0 over the
+//! test's own database, and a real HTTP client to call it. A test file includes it with
+//! `mod support;` and calls [`TestApp::spawn`] inside a `backend_tests!` test.
+
+// Each test file uses a different part of the rig; and in a test, a failed step is a failed test.
+#![allow(dead_code, unreachable_pub, clippy::expect_used)]
+
+use std::{io, net::SocketAddr};
+
+use api::{ApiSettings, AppState};
+use mercado_testkit::TestDb;
+use reqwest::{Response, StatusCode, header};
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use utoipa_axum::router::OpenApiRouter;
+
+/// A running server and a client for it. Dropping it stops the server.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Serves the application over `db` with the default settings.
+    pub async fn spawn(db: &TestDb) -> TestApp {
+        TestApp::spawn_with(db, ApiSettings::default(), OpenApiRouter::new()).await
+    }
+
+    /// Serves the application over `db` with `settings`, plus `extra` routes (probes that drive
+    /// the shared machinery — extractors, timeout — through routes the API does not have).
+    pub async fn spawn_with(
+        db: &TestDb,
+        settings: ApiSettings,
+        extra: OpenApiRouter<AppState>,
+    ) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding port 0");
+        let address = listener.local_addr().expect("a bound address");
+        let state = AppState::new(db.conn.clone(), settings);
+        let app = api::app_with_routes(state, extra);
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client");
+        TestApp {
+            address,
+            client,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// POSTs `body` as it is, with the given content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// Asks the server to stop, as SIGTERM would, and waits until it has.
+    pub async fn stop(mut self) -> io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.server.take() {
+            Some(server) => server
+                .await
+                .expect("the server task ends without panicking"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Asserts that `response` is a problem+json with `status` and `code`, and returns its body.
+pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let request_id = response.headers().get("x-request-id").cloned();
+    assert_eq!(response.status(), status, "status");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert!(request_id.is_some(), "every response has an x-request-id");
+    let problem: Value = response.json().await.expect("a JSON problem body");
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    assert_eq!(problem["type"], "about:blank", "{problem}");
+    assert!(problem["title"].is_string(), "{problem}");
+    assert!(problem["detail"].is_string(), "{problem}");
+    problem
+}
+
+/// Asserts that `response` is a 422 `validation_failed` problem, and returns its `detail`.
+pub async fn expect_validation_failure(response: Response) -> String {
+    let problem = expect_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    problem["detail"].as_str().unwrap_or_default().to_owned()
+}
