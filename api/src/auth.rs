@@ -70,17 +70,10 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = BearerToken::from_request_parts(parts, state).await?;
-        // PHASE 2: the lookup, once `service::ops::users::authenticate` exists, replaces the
-        // line below with:
-        //     Ok(AuthUser(service::ops::users::authenticate(&state.db, token.expose()).await?))
-        // Until then nobody is authenticated: failing closed, never a made-up user.
-        Err(not_yet_authenticated(&token))
+        // The service hashes the token and looks the hash up: unknown tokens are 401.
+        let user = service::ops::users::authenticate(&state.db, token.expose()).await?;
+        Ok(AuthUser(user))
     }
-}
-
-/// Phase 1 only: the answer to every well-formed token until the lookup is wired.
-fn not_yet_authenticated(_token: &BearerToken) -> ApiError {
-    ApiError::Service(service::ServiceError::Unauthenticated)
 }
 
 #[cfg(test)]
