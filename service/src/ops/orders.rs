@@ -193,6 +193,10 @@ async fn replay_committed(
         Some(key) => repo::orders::find_by_idempotency_key(db, buyer_id, key).await?,
         None => None,
     };
+    tracing::debug!(
+        buyer_id,
+        "lost the race for an idempotency key; answering from the order that won"
+    );
     let winner = winner.ok_or_else(|| ServiceError::Unexpected {
         context: "replaying an idempotent order",
         source: "the order holding the idempotency key could not be read".into(),
