@@ -19,8 +19,10 @@ use service::{
     domain::{
         money::Money,
         orders::{IdempotencyKey, PlaceOrder},
+        users::Email,
     },
     ops::{
+        self,
         money::transfer,
         orders::{cancel_order, place_order},
     },
@@ -241,6 +243,31 @@ backend_tests! {
         assert_eq!(balance(&pool, buyer).await?, money("93.00"));
         assert_eq!(balance(&pool, seller).await?, money("7.00"));
         assert_eq!(stock(&pool, item).await?, 48);
+        Ok(())
+    }
+
+    async fn ten_concurrent_registrations_with_one_email_admit_exactly_one(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let pool = wide_pool(&db).await?;
+
+        // Each would find the email free if it looked first; only the unique index can decide.
+        let results = race(10, |task| {
+            let pool = pool.clone();
+            let mut user = new_user(&format!("racer{task}"));
+            async move {
+                user.email = match Email::parse("Same@Example.com") {
+                    Ok(email) => email,
+                    Err(error) => return vec![Err(error)],
+                };
+                vec![ops::users::register(&pool, user).await]
+            }
+        })
+        .await?;
+
+        let registered = results.iter().filter(|r| r.is_ok()).count();
+        let taken = results.iter().filter(|r| matches!(r, Err(ServiceError::EmailTaken))).count();
+        assert_eq!((registered, taken), (1, 9));
         Ok(())
     }
 }
