@@ -193,6 +193,10 @@ async fn replay_committed(
         Some(key) => repo::orders::find_by_idempotency_key(db, buyer_id, key).await?,
         None => None,
     };
+    tracing::debug!(
+        buyer_id,
+        "lost the race for an idempotency key; answering from the order that won"
+    );
     let winner = winner.ok_or_else(|| ServiceError::Unexpected {
         context: "replaying an idempotent order",
         source: "the order holding the idempotency key could not be read".into(),
@@ -383,6 +387,33 @@ fn missing_account(context: &'static str, user_id: i64) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{products::NewProduct, users::NewUser};
+
+    /// Compiles only if every commerce operation's future may move between threads, as a
+    /// multi-threaded runtime (and axum) requires; it never needs to run.
+    #[allow(dead_code)]
+    fn operation_futures_are_send(
+        db: &DatabaseConnection,
+        user: NewUser,
+        product: NewProduct,
+        order: PlaceOrder,
+        amount: Money,
+    ) {
+        fn send<T: Send>(_: T) {}
+        send(crate::ops::users::register(db, user));
+        send(crate::ops::users::authenticate(db, ""));
+        send(crate::ops::users::profile(db, 1));
+        send(crate::ops::money::deposit(db, 1, amount));
+        send(crate::ops::money::transfer(db, 1, 2, amount));
+        send(crate::ops::products::create_product(db, 1, product));
+        send(crate::ops::products::search_products(
+            db,
+            Default::default(),
+        ));
+        send(place_order(db, 1, order));
+        send(cancel_order(db, 1, 1));
+        send(list_orders(db, 1));
+    }
 
     fn money(text: &str) -> Money {
         Money::parse("amount", text).unwrap()

@@ -14,7 +14,7 @@
 use chrono::{DateTime, FixedOffset};
 use entity::accounts;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, UpdateMany,
     sea_query::{Expr, ExprTrait, Func},
 };
 
@@ -68,18 +68,44 @@ pub async fn debit_if_covered<C: ConnectionTrait>(
     amount: Money,
     now: DateTime<FixedOffset>,
 ) -> Result<bool, DbErr> {
+    let updated = guarded_debit(user_id, amount, now).exec(db).await?;
+    Ok(updated.rows_affected == 1)
+}
+
+/// `UPDATE accounts SET balance = ROUND(balance - $1, $2), updated_at = $3 WHERE user_id = $4
+/// AND balance >= $5` (with `$2` = 2 and `$5` = `$1`): the check and the change in one statement.
+fn guarded_debit(
+    user_id: i64,
+    amount: Money,
+    now: DateTime<FixedOffset>,
+) -> UpdateMany<accounts::Entity> {
     let new_balance = Expr::col(accounts::Column::Balance).sub(amount.as_decimal());
-    let updated = accounts::Entity::update_many()
+    accounts::Entity::update_many()
         .col_expr(accounts::Column::Balance, to_cents(new_balance))
         .col_expr(accounts::Column::UpdatedAt, Expr::val(now))
         .filter(accounts::Column::UserId.eq(user_id))
         .filter(accounts::Column::Balance.gte(amount.as_decimal()))
-        .exec(db)
-        .await?;
-    Ok(updated.rows_affected == 1)
 }
 
 /// `ROUND(expr, 2)`.
 fn to_cents(expr: Expr) -> Expr {
     Func::round_with_precision(expr, 2).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+
+    #[test]
+    fn a_debit_is_one_update_that_checks_the_balance_and_rounds_to_cents() {
+        let amount = Money::amount("12.50").unwrap();
+        let now = chrono::Utc::now().fixed_offset();
+        let statement = guarded_debit(7, amount, now).build(DbBackend::Postgres);
+        assert_eq!(
+            statement.sql,
+            r#"UPDATE "accounts" SET "balance" = ROUND("balance" - $1, $2), "updated_at" = $3 WHERE "accounts"."user_id" = $4 AND "accounts"."balance" >= $5"#
+        );
+    }
 }
