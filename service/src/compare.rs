@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use entity::{conversation_participants, conversations, inventory, messages, orders, products};
+use entity::{conversation_participants, conversations, messages, orders, products};
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveValue::Set,
@@ -367,21 +367,15 @@ pub async fn spenders_raw<C: ConnectionTrait>(
     Spender::find_by_statement(stmt).all(db).await
 }
 
+/// The ORM side is the repository function `place_order` itself calls, so the comparison is of
+/// the statement Mercado really sends.
 async fn guarded_update_orm_once<C: ConnectionTrait>(
     db: &C,
     product_id: i64,
     quantity: i32,
 ) -> Result<u64, DbErr> {
-    let result = inventory::Entity::update_many()
-        .col_expr(
-            inventory::Column::Quantity,
-            Expr::col(inventory::Column::Quantity).sub(quantity),
-        )
-        .filter(inventory::Column::ProductId.eq(product_id))
-        .filter(inventory::Column::Quantity.gte(quantity))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
+    let taken = crate::repo::products::take_stock(db, product_id, quantity).await?;
+    Ok(u64::from(taken))
 }
 
 /// place_order's stock check and decrement in one atomic statement: it changes a row only when
