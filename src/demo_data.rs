@@ -238,3 +238,45 @@ pub(crate) fn how_to_get_a_token(why: &str, base: &str) -> String {
          curl -H 'Authorization: Bearer <token>' {base}/me\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use mercado_testkit::{TestDb, backend_tests};
+
+    use super::*;
+
+    #[test]
+    fn an_unspecified_listen_address_is_shown_as_loopback() {
+        let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        assert_eq!(base_url(any), "http://127.0.0.1:8000");
+        assert_eq!(base_url(local), "http://127.0.0.1:9000");
+    }
+
+    backend_tests! {
+        async fn the_demo_data_fills_an_empty_database_and_the_welcome_shows_every_token(
+            db: TestDb
+        ) -> anyhow::Result<()> {
+            assert!(is_empty(&db.conn).await?);
+
+            let demo = load(&db.conn).await?;
+
+            assert!(!is_empty(&db.conn).await?);
+            let welcome = welcome(&demo, "http://127.0.0.1:8000");
+            for user in &demo.users {
+                assert!(welcome.contains(&user.token), "{welcome}");
+                let me = ops::users::authenticate(&db.conn, &user.token).await?;
+                let profile = ops::users::profile(&db.conn, me.id).await?;
+                assert_eq!(profile.balance.to_string(), user.balance);
+            }
+            assert!(welcome.contains("http://127.0.0.1:8000/conversations\n"), "{welcome}");
+            let ann = ops::users::authenticate(&db.conn, &demo.users[0].token).await?;
+            let conversations = ops::conversations::list_conversations(&db.conn, ann.id).await?;
+            assert_eq!(conversations.len(), 2);
+            assert!(conversations.iter().all(|c| c.last_message.is_some()));
+            let bike = ops::products::get_product(&db.conn, demo.product_to_order).await?;
+            assert!(bike.stock > 0);
+            Ok(())
+        }
+    }
+}
