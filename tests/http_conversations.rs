@@ -272,6 +272,7 @@ backend_tests! {
             (json!({"title": "ok", "participant_ids": ["2"]}), "participant_ids"),
             (json!({"title": "ok", "participant_ids": [], "product_id": "1"}), "product_id"),
             (json!({"title": "ok", "participant_ids": [], "product_id": 1e30}), "product_id"),
+            (json!({"title": "ok", "participant_ids": [], "participants": [2]}), "participants"),
             (json!(["title", "ok"]), ""),
         ];
 
@@ -340,6 +341,7 @@ backend_tests! {
             (json!({"body": "hi", "reply_to_id": 999_999}), "reply_to_id"),
             (json!({"body": "hi", "reply_to_id": "1"}), "reply_to_id"),
             (json!({"body": "hi", "reply_to_id": -1.5}), "reply_to_id"),
+            (json!({"body": "hi", "reply_to": 1}), "reply_to"),
         ];
 
         for (body, field) in cases {

@@ -28,12 +28,13 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// The body of `POST /conversations`.
+/// The body of `POST /conversations`. Unknown fields are refused (422), so a misspelt optional
+/// field is not silently ignored.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateConversation {
     /// 1 to 200 characters (Unicode code points); no NUL.
-    #[schema(example = "About the bike")]
+    #[schema(example = "About the bike", min_length = 1, max_length = 200)]
     title: String,
     /// The other people in it. The caller always takes part; repeated ids count once; an empty
     /// list makes a conversation of one.
@@ -44,12 +45,12 @@ pub(crate) struct CreateConversation {
     product_id: Option<i64>,
 }
 
-/// The body of `POST /conversations/{id}/messages`.
+/// The body of `POST /conversations/{id}/messages`. Unknown fields are refused (422).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostMessage {
     /// 1 to 4,000 characters (Unicode code points); no NUL. Stored exactly as sent.
-    #[schema(example = "Is it still for sale?")]
+    #[schema(example = "Is it still for sale?", min_length = 1, max_length = 4000)]
     body: String,
     /// The message this one answers; it must be a message of the same conversation.
     #[serde(default)]
