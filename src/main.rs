@@ -3,6 +3,7 @@
 //! crates. It may depend on every crate of the workspace; none depends on it.
 
 mod data_cli;
+mod demo_data;
 mod observe_cli;
 mod settings;
 mod telemetry;
@@ -66,6 +67,9 @@ struct ServeArgs {
     /// migrating is otherwise a deliberate step; on SQLite, `serve` always migrates.
     #[arg(long)]
     migrate: bool,
+    /// Do not load the demo data set, even into an empty database (one with no users).
+    #[arg(long)]
+    no_demo_data: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,7 +130,21 @@ async fn serve(db: DatabaseConnection, settings: &Settings, args: ServeArgs) -> 
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {address}"))?;
-    tracing::info!("serving on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let base = demo_data::base_url(local);
+    if args.no_demo_data {
+        let why = "No demo data (--no-demo-data).";
+        println!("{}", demo_data::how_to_get_a_token(why, &base));
+    } else if demo_data::is_empty(&db).await? {
+        let demo = demo_data::load(&db)
+            .await
+            .context("loading the demo data set")?;
+        println!("{}", demo_data::welcome(&demo, &base));
+    } else {
+        let why = "The database already has users, so no demo data was loaded.";
+        println!("{}", demo_data::how_to_get_a_token(why, &base));
+    }
+    tracing::info!("serving on http://{local}");
     let state = api::AppState::new(db.clone(), settings.server.to_api_settings());
     api::serve(listener, state, api::shutdown_signal())
         .await

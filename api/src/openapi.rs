@@ -36,6 +36,7 @@ pub const BEARER: &str = "bearer";
     ),
     tags(
         (name = "operations", description = "Liveness, readiness and this document."),
+        (name = "conversations", description = "Conversations and their messages; only participants see them."),
     ),
     components(schemas(Problem, ErrorCode)),
     modifiers(&BearerScheme),

@@ -4,6 +4,7 @@
 //! of its resource and registering it below with `routes!`: that puts it in the router and in the
 //! OpenAPI document at once, so the document cannot miss a path that exists.
 
+mod conversations;
 mod operations;
 
 use axum::http::{Method, Uri};
@@ -18,6 +19,15 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))
+        .routes(routes!(
+            conversations::create_conversation,
+            conversations::list_conversations
+        ))
+        .routes(routes!(conversations::get_conversation))
+        .routes(routes!(
+            conversations::post_message,
+            conversations::list_messages
+        ))
 }
 
 /// No route has this path: 404 `not_found`, as a problem like any other error.
