@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::DatabaseConnection;
 use service::{
     domain::{
         chat::{MessageBody, NewConversation, NewMessage, Title},
@@ -41,15 +41,10 @@ pub(crate) struct Demo {
 
 /// Whether the database has no user yet.
 pub(crate) async fn is_empty(db: &DatabaseConnection) -> anyhow::Result<bool> {
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT 1 FROM users LIMIT 1",
-        ))
+    let exists = service::ops::users::any_user_exists(db)
         .await
         .context("checking whether the database has users")?;
-    Ok(row.is_none())
+    Ok(!exists)
 }
 
 /// (username, display name, deposit)

@@ -107,6 +107,19 @@ pub async fn profile<C: ConnectionTrait>(db: &C, user_id: i64) -> Result<Profile
     })
 }
 
+/// Whether any user exists: the binary loads its demo data set only into a database with none.
+pub async fn any_user_exists<C: ConnectionTrait>(db: &C) -> Result<bool, ServiceError> {
+    use sea_orm::{EntityTrait, QuerySelect};
+    let first: Option<i64> = entity::users::Entity::find()
+        .select_only()
+        .column(entity::users::Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(first.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
