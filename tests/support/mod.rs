@@ -40,7 +40,11 @@ impl TestApp {
             .await
             .expect("binding port 0");
         let address = listener.local_addr().expect("a bound address");
-        let state = AppState::new(db.conn.clone(), settings);
+        // As the binary does: the capture on the app's own clone of the pool, so every request
+        // is counted (`x-query-count`) and the test's own arrangement on `db.conn` is not.
+        let mut conn = db.conn.clone();
+        service::observe::install(&mut conn, service::ops::observe_config());
+        let state = AppState::new(conn, settings);
         let app = api::app_with_routes(state, extra);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -134,4 +138,16 @@ pub async fn expect_validation_failure(response: Response) -> String {
     )
     .await;
     problem["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The response's `x-query-count`: how many SQL statements serving it sent.
+pub fn query_count(response: &Response) -> usize {
+    response
+        .headers()
+        .get("x-query-count")
+        .expect("every response has an x-query-count")
+        .to_str()
+        .expect("an ASCII count")
+        .parse()
+        .expect("a whole number")
 }
