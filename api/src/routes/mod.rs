@@ -4,13 +4,19 @@
 //! of its resource and registering it below with `routes!`: that puts it in the router and in the
 //! OpenAPI document at once, so the document cannot miss a path that exists.
 
+mod money;
 mod operations;
+mod users;
 
-use axum::http::{Method, Uri};
+use axum::{
+    http::{Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{ApiError, AppState, openapi::ApiDoc};
+use crate::{ApiError, AppState, extract::Json, openapi::ApiDoc};
 
 /// Every route, with the OpenAPI description of each.
 pub(crate) fn all() -> OpenApiRouter<AppState> {
@@ -18,6 +24,21 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))
+        .routes(routes!(users::register))
+        .routes(routes!(users::get_user))
+        .routes(routes!(users::me))
+        .routes(routes!(money::deposit))
+        .routes(routes!(money::transfer))
+}
+
+/// 201 Created with `body`, and `Location` naming the new resource (`/orders/7`).
+pub(crate) fn created<T: Serialize>(location: String, body: T) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response()
 }
 
 /// No route has this path: 404 `not_found`, as a problem like any other error.
