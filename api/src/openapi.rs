@@ -43,6 +43,7 @@ pub const BEARER: &str = "bearer";
         (name = "operations", description = "Liveness, readiness and this document."),
         (name = "users", description = "Registering, and reading users and one's own profile."),
         (name = "money", description = "Deposits and transfers. Amounts are decimal strings."),
+        (name = "products", description = "Selling, reading and searching products."),
     ),
     components(schemas(Problem, ErrorCode)),
     modifiers(&BearerScheme),

@@ -6,6 +6,7 @@
 
 mod money;
 mod operations;
+mod products;
 mod users;
 
 use axum::{
@@ -29,6 +30,8 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .routes(routes!(users::me))
         .routes(routes!(money::deposit))
         .routes(routes!(money::transfer))
+        .routes(routes!(products::create_product, products::search_products))
+        .routes(routes!(products::get_product))
 }
 
 /// 201 Created with `body`, and `Location` naming the new resource (`/orders/7`).
