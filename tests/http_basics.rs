@@ -345,7 +345,22 @@ backend_tests! {
         // It also reads back as an OpenAPI document, not merely as JSON.
         let document: utoipa::openapi::OpenApi = serde_json::from_value(raw.clone())?;
         let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
-        for path in ["/healthz", "/readyz", "/openapi.json"] {
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/users",
+            "/users/{id}",
+            "/me",
+            "/me/deposits",
+            "/transfers",
+            "/products",
+            "/products/{id}",
+            "/orders",
+            "/orders/{id}",
+            "/orders/{id}/cancel",
+            "/me/orders",
+        ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
         let components = &raw["components"];

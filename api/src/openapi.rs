@@ -44,6 +44,7 @@ pub const BEARER: &str = "bearer";
         (name = "users", description = "Registering, and reading users and one's own profile."),
         (name = "money", description = "Deposits and transfers. Amounts are decimal strings."),
         (name = "products", description = "Selling, reading and searching products."),
+        (name = "orders", description = "Buying, cancelling and reading one's own orders."),
     ),
     components(schemas(Problem, ErrorCode)),
     modifiers(&BearerScheme),

@@ -6,6 +6,7 @@
 
 mod money;
 mod operations;
+mod orders;
 mod products;
 mod users;
 
@@ -14,6 +15,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use service::ServiceError;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -32,6 +34,10 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .routes(routes!(money::transfer))
         .routes(routes!(products::create_product, products::search_products))
         .routes(routes!(products::get_product))
+        .routes(routes!(orders::place_order))
+        .routes(routes!(orders::cancel_order))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::my_orders))
 }
 
 /// 201 Created with `body`, and `Location` naming the new resource (`/orders/7`).
@@ -55,5 +61,16 @@ pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
+    }
+}
+
+/// `error`, with the field a validation failure names replaced by `field`: for input whose place
+/// in the request only the api knows (`items[2].quantity`, the `Idempotency-Key` header).
+pub(crate) fn in_field(field: &str, error: ServiceError) -> ApiError {
+    match error {
+        ServiceError::Validation { message, .. } => {
+            ApiError::InvalidInput(format!("{field}: {message}"))
+        }
+        other => other.into(),
     }
 }
