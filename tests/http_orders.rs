@@ -276,6 +276,25 @@ backend_tests! {
         Ok(())
     }
 
+    async fn orders_are_placed_with_post_and_cancelled_with_post_only(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let buyer = app.register("buyer").await;
+
+        let list = app.get_as(&buyer, "/orders").await;
+        let cancel = app.get_as(&buyer, "/orders/1/cancel").await;
+        let delete = app.client.delete(app.url("/orders/1")).bearer_auth(&buyer.token).send().await?;
+
+        assert_eq!(list.headers()[header::ALLOW], "POST");
+        assert_eq!(cancel.headers()[header::ALLOW], "POST");
+        assert_eq!(delete.headers()[header::ALLOW], "GET,HEAD");
+        for response in [list, cancel, delete] {
+            expect_problem(response, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+        }
+        Ok(())
+    }
+
     async fn a_repeated_idempotency_key_returns_the_first_order_and_changes_nothing(
         db: TestDb
     ) -> anyhow::Result<()> {

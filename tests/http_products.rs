@@ -280,8 +280,38 @@ backend_tests! {
                 .await?;
             expect_problem(response, status, code).await;
         }
+        let over_the_limit = json!({
+            "sku": "BIG", "name": "x".repeat(api::MAX_BODY_BYTES), "price": "1", "stock": 1,
+        });
+        let too_large = app.post_json_as(&seller, "/products", &over_the_limit).await;
+        expect_problem(too_large, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
         let (_, total) = search(&app, "/products").await;
         assert_eq!(total, 0);
+        Ok(())
+    }
+
+    async fn a_method_the_products_do_not_take_is_refused_listing_those_they_do(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let on_the_list = app.client.delete(app.url("/products")).send().await?;
+        let on_one = app.client.put(app.url("/products/1")).send().await?;
+
+        let allowed = |response: &reqwest::Response| {
+            let mut methods: Vec<String> = response.headers()[header::ALLOW]
+                .to_str()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            methods.sort();
+            methods
+        };
+        assert_eq!(allowed(&on_the_list), ["GET", "HEAD", "POST"]);
+        assert_eq!(allowed(&on_one), ["GET", "HEAD"]);
+        expect_problem(on_the_list, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+        expect_problem(on_one, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
         Ok(())
     }
 
