@@ -108,8 +108,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(database = %database.redacted_url(), "connecting");
     let mut db = service::db::connect(&database).await?;
     // Before the connection is cloned anywhere: clones taken earlier would not log or capture.
-    let observe = service::observe::ObserveConfig::default()
-        .with_slow_threshold(cli.settings.log.sql_slow_threshold);
+    let observe =
+        service::ops::observe_config().with_slow_threshold(cli.settings.log.sql_slow_threshold);
     service::observe::install(&mut db, observe);
 
     match cli.command.unwrap_or_default() {

@@ -7,8 +7,11 @@ mod support;
 use std::time::Duration;
 
 use anyhow::Context;
-use api::{ApiSettings, AppState, MAX_BODY_BYTES, extract::Json, extract::Path};
-use axum::routing::{get, post};
+use api::{ApiError, ApiSettings, AppState, MAX_BODY_BYTES, extract::Json, extract::Path};
+use axum::{
+    extract::State,
+    routing::{get, post},
+};
 use mercado_testkit::{TestDb, backend_tests};
 use reqwest::{StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -31,18 +34,32 @@ async fn id(Path(id): Path<i64>) -> Json<Value> {
     Json(json!({ "id": id }))
 }
 
+/// Reads the users it is given one by one: an N+1 on purpose, for the detector to catch.
+async fn users_one_by_one(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut names = Vec::new();
+    for id in 1..=3 {
+        match service::ops::users::get_user(&state.db, id).await {
+            Ok(user) => names.push(user.username),
+            Err(service::ServiceError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(Json(json!({ "usernames": names })))
+}
+
 async fn never_finishes() -> &'static str {
     tokio::time::sleep(Duration::from_secs(3600)).await;
     "finished"
 }
 
-/// Probe routes that take a JSON body, a path id and forever: the extractors and middleware
+/// Probe routes that take a JSON body, a path id, forever and three statements where one would do: the extractors and middleware
 /// every phase-2 endpoint will rely on, driven through HTTP before those endpoints exist.
 fn probes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .route("/probe/echo", post(echo))
         .route("/probe/things/{id}", get(id))
         .route("/probe/slow", get(never_finishes))
+        .route("/probe/n-plus-one", get(users_one_by_one))
 }
 
 async fn spawn_with_probes(db: &TestDb) -> TestApp {
@@ -81,6 +98,80 @@ backend_tests! {
 
         assert!(response.headers().contains_key(header::RETRY_AFTER));
         expect_problem(response, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+        Ok(())
+    }
+
+    async fn healthz_sends_no_statement_and_says_so(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.get("/healthz").await;
+
+        assert_eq!(response.headers()["x-query-count"], "0");
+        assert_eq!(
+            response.headers()["server-timing"],
+            "db;dur=0.000;desc=\"0 statements\""
+        );
+        assert!(!response.headers().contains_key("x-n-plus-one"));
+        Ok(())
+    }
+
+    async fn readyz_counts_the_statement_it_sends_and_its_database_time(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let response = app.get("/readyz").await;
+
+        assert!(support::query_count(&response) >= 1, "{:?}", response.headers());
+        let timing = response.headers()["server-timing"].to_str()?;
+        assert!(timing.starts_with("db;dur="), "{timing}");
+        assert!(timing.ends_with(" statements\""), "{timing}");
+        Ok(())
+    }
+
+    async fn errors_carry_the_query_count_too(db: TestDb) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let unknown_route = app.get("/no/such/route").await;
+        let wrong_method = app.client.delete(app.url("/healthz")).send().await?;
+        let bad_body = app
+            .post_raw("/probe/echo", "application/json", b"{".to_vec())
+            .await;
+
+        for response in [unknown_route, wrong_method, bad_body] {
+            assert_eq!(response.headers()["x-query-count"], "0", "{}", response.status());
+            assert!(response.headers().contains_key("server-timing"));
+        }
+        Ok(())
+    }
+
+    async fn a_request_that_times_out_still_reports_its_statements(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let settings = ApiSettings { request_timeout: Duration::from_millis(200) };
+        let app = TestApp::spawn_with(&db, settings, probes()).await;
+
+        let response = app.get("/probe/slow").await;
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["x-query-count"], "0");
+        Ok(())
+    }
+
+    async fn an_n_plus_one_is_named_in_a_header(db: TestDb) -> anyhow::Result<()> {
+        let app = spawn_with_probes(&db).await;
+
+        let response = app.get("/probe/n-plus-one").await;
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(support::query_count(&response), 3);
+        let finding = response.headers()["x-n-plus-one"].to_str()?;
+        assert!(finding.starts_with("3x SELECT "), "{finding}");
+        assert!(finding.contains("\"users\".\"id\""), "{finding}");
+        assert!(
+            finding.contains(" at service::repo::users::find_by_id"),
+            "names the call site: {finding}"
+        );
         Ok(())
     }
 
@@ -254,7 +345,22 @@ backend_tests! {
         // It also reads back as an OpenAPI document, not merely as JSON.
         let document: utoipa::openapi::OpenApi = serde_json::from_value(raw.clone())?;
         let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
-        for path in ["/healthz", "/readyz", "/openapi.json"] {
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/users",
+            "/users/{id}",
+            "/me",
+            "/me/deposits",
+            "/transfers",
+            "/products",
+            "/products/{id}",
+            "/orders",
+            "/orders/{id}",
+            "/orders/{id}/cancel",
+            "/me/orders",
+        ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
         let components = &raw["components"];
@@ -274,18 +380,13 @@ backend_tests! {
     async fn every_path_in_the_openapi_document_is_served(db: TestDb) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let document: Value = app.get("/openapi.json").await.json().await?;
+        // Sent on every request: public endpoints ignore it, authenticated ones need it.
+        let caller = app.register("reader").await;
 
         for (path, item) in document["paths"].as_object().context("paths is an object")? {
-            if let Some(get) = item.get("get") && !path.contains('{') {
-                // Served, that is: 200, or 401 for an authenticated operation called without
-                // a token — never the 404 of a route that does not exist.
-                let expected = if get.get("security").is_some() {
-                    StatusCode::UNAUTHORIZED
-                } else {
-                    StatusCode::OK
-                };
-                let response = app.get(path).await;
-                assert_eq!(response.status(), expected, "GET {path}");
+            if item.get("get").is_some() && !path.contains('{') {
+                let response = app.get_as(&caller, path).await;
+                assert_eq!(response.status(), StatusCode::OK, "GET {path}");
             }
         }
         Ok(())

@@ -16,6 +16,7 @@ pub mod extract;
 mod middleware;
 pub mod openapi;
 mod routes;
+pub mod sql_scope;
 
 use std::{future::Future, io, sync::Arc, time::Duration};
 

@@ -3,11 +3,15 @@
 //! 1. `x-request-id`: the request's own, when it sent one, or a new UUID; copied onto the response.
 //! 2. Tracing: a `request` span carrying the request id, method and path, so every log line of
 //!    the request names it; one INFO line per response with its status and latency.
-//! 3. Panics become a 500 problem, logged like any unexpected error.
-//! 4. The request timeout: a request still running after it is dropped — and with it any open
+//! 3. The SQL scope ([`crate::sql_scope`]): the request's statements are captured and counted into
+//!    `x-query-count`, `server-timing` and, on an N+1, `x-n-plus-one`. Inside the tracing span,
+//!    so the detector's warnings name the request id; outside the layers below, so a panic or a
+//!    timeout is answered with the headers too.
+//! 4. Panics become a 500 problem, logged like any unexpected error.
+//! 5. The request timeout: a request still running after it is dropped — and with it any open
 //!    transaction, which rolls back — and answered with a 503 problem. tower's `Timeout` is used
 //!    rather than tower-http's, whose answer is a bare status without our problem body.
-//! 5. The body limit, as axum's `DefaultBodyLimit`, which the body extractors enforce: an
+//! 6. The body limit, as axum's `DefaultBodyLimit`, which the body extractors enforce: an
 //!    oversized body is then rejected by [`crate::extract::Json`] as a 413 problem. (tower-http's
 //!    `RequestBodyLimitLayer` answers a declared oversized body itself, with a plain-text 413.)
 
@@ -19,6 +23,7 @@ use axum::{
     error_handling::HandleErrorLayer,
     extract::DefaultBodyLimit,
     http::{Request, Response},
+    middleware::from_fn,
     response::IntoResponse,
 };
 use tower::{ServiceBuilder, timeout::TimeoutLayer};
@@ -29,7 +34,7 @@ use tower_http::{
 };
 use tracing::{Level, Span};
 
-use crate::{ApiError, ApiSettings, MAX_BODY_BYTES};
+use crate::{ApiError, ApiSettings, MAX_BODY_BYTES, sql_scope};
 
 /// The header that carries the request id, both ways.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -48,6 +53,7 @@ pub(crate) fn wrap(router: Router, settings: &ApiSettings) -> Router {
                     // Failures are logged by `ApiError`, once, with their cause.
                     .on_failure(()),
             )
+            .layer(from_fn(sql_scope::record))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(HandleErrorLayer::new(middleware_error))
             .layer(TimeoutLayer::new(settings.request_timeout))

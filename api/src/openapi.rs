@@ -32,11 +32,20 @@ pub const BEARER: &str = "bearer";
         description = "A small marketplace: people chat in conversations and buy from each other.\n\n\
             Every error is `application/problem+json` (RFC 9457) with a stable `code`; see the \
             `Problem` and `ErrorCode` schemas. Every response carries `x-request-id`, echoing the \
-            request's own when it sent one."
+            request's own when it sent one; `x-query-count`, the number of SQL statements serving \
+            it took; and `server-timing` with their database time. A response whose request ran \
+            an N+1 pattern also carries `x-n-plus-one`, naming the repeated statement.\n\n\
+            Money is a decimal string (`\"12.50\"`), never a JSON number: sent with 0 to 2 \
+            decimal places, returned with two. Times are RFC 3339 in UTC. Lengths count Unicode \
+            code points; text may hold anything but NUL and is returned exactly as sent."
     ),
     tags(
         (name = "operations", description = "Liveness, readiness and this document."),
         (name = "conversations", description = "Conversations and their messages; only participants see them."),
+        (name = "users", description = "Registering, and reading users and one's own profile."),
+        (name = "money", description = "Deposits and transfers. Amounts are decimal strings."),
+        (name = "products", description = "Selling, reading and searching products."),
+        (name = "orders", description = "Buying, cancelling and reading one's own orders."),
     ),
     components(schemas(Problem, ErrorCode)),
     modifiers(&BearerScheme),

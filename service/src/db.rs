@@ -12,8 +12,9 @@
 use std::{fmt, time::Duration};
 
 use sea_orm::{
-    AccessMode, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, IsolationLevel, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -177,10 +178,17 @@ fn scrub(message: &str, url: &str) -> String {
     message
 }
 
-/// Checks that the database answers, for readiness probes. Any failure — no connection, a closed
-/// pool, a statement that errs — means it does not, so every one is [`ServiceError::Unavailable`].
+/// Checks that the database answers, for readiness probes: a `SELECT 1` through SeaORM, so it is
+/// captured and counted like any statement (the driver's own ping is invisible to the capture,
+/// and would make `/readyz` claim it sent none). Any failure — no connection, a closed pool, a
+/// statement that errs — means the database does not answer, so every one is
+/// [`ServiceError::Unavailable`].
 pub async fn ping(db: &DatabaseConnection) -> Result<(), ServiceError> {
-    db.ping().await.map_err(ServiceError::Unavailable)
+    let select_one = Statement::from_string(db.get_database_backend(), "SELECT 1");
+    db.query_one_raw(select_one)
+        .await
+        .map(drop)
+        .map_err(ServiceError::Unavailable)
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`

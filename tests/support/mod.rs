@@ -10,7 +10,7 @@ use std::{io, net::SocketAddr};
 use api::{ApiSettings, AppState};
 use mercado_testkit::TestDb;
 use reqwest::{Response, StatusCode, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -40,7 +40,11 @@ impl TestApp {
             .await
             .expect("binding port 0");
         let address = listener.local_addr().expect("a bound address");
-        let state = AppState::new(db.conn.clone(), settings);
+        // As the binary does: the capture on the app's own clone of the pool, so every request
+        // is counted (`x-query-count`) and the test's own arrangement on `db.conn` is not.
+        let mut conn = db.conn.clone();
+        service::observe::install(&mut conn, service::ops::observe_config());
+        let state = AppState::new(conn, settings);
         let app = api::app_with_routes(state, extra);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -85,6 +89,86 @@ impl TestApp {
             .expect("the server answers")
     }
 
+    /// POSTs `body` as JSON, without credentials.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// POSTs `body` as JSON with `caller`'s bearer token.
+    pub async fn post_json_as(&self, caller: &Caller, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&caller.token)
+            .json(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// POSTs no body with `caller`'s bearer token.
+    pub async fn post_empty_as(&self, caller: &Caller, path: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&caller.token)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// GETs `path` with `caller`'s bearer token.
+    pub async fn get_as(&self, caller: &Caller, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&caller.token)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// Registers `username` (email `<username>@example.com`) through `POST /users`.
+    pub async fn register(&self, username: &str) -> Caller {
+        let response = self
+            .post_json(
+                "/users",
+                &json!({"username": username, "email": format!("{username}@example.com")}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "registering {username}"
+        );
+        let body: Value = response.json().await.expect("a registration");
+        Caller {
+            id: body["user"]["id"].as_i64().expect("a user id"),
+            username: username.to_owned(),
+            token: body["token"].as_str().expect("a token").to_owned(),
+        }
+    }
+
+    /// Registers `username` and deposits `amount` (a decimal string) into their account.
+    pub async fn register_funded(&self, username: &str, amount: &str) -> Caller {
+        let caller = self.register(username).await;
+        let response = self
+            .post_json_as(&caller, "/me/deposits", &json!({ "amount": amount }))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "funding {username}");
+        caller
+    }
+
+    /// `caller`'s balance, as `GET /me` shows it.
+    pub async fn balance_of(&self, caller: &Caller) -> String {
+        let response = self.get_as(caller, "/me").await;
+        assert_eq!(response.status(), StatusCode::OK, "GET /me");
+        let me: Value = response.json().await.expect("a profile");
+        me["balance"].as_str().expect("a balance string").to_owned()
+    }
+
     /// Asks the server to stop, as SIGTERM would, and waits until it has.
     pub async fn stop(mut self) -> io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
@@ -105,6 +189,14 @@ impl Drop for TestApp {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// A registered user, as a client knows them: their id and bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: i64,
+    pub username: String,
+    pub token: String,
 }
 
 /// Asserts that `response` is a problem+json with `status` and `code`, and returns its body.
@@ -134,4 +226,16 @@ pub async fn expect_validation_failure(response: Response) -> String {
     )
     .await;
     problem["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The response's `x-query-count`: how many SQL statements serving it sent.
+pub fn query_count(response: &Response) -> usize {
+    response
+        .headers()
+        .get("x-query-count")
+        .expect("every response has an x-query-count")
+        .to_str()
+        .expect("an ASCII count")
+        .parse()
+        .expect("a whole number")
 }

@@ -5,13 +5,22 @@
 //! OpenAPI document at once, so the document cannot miss a path that exists.
 
 mod conversations;
+mod money;
 mod operations;
+mod orders;
+mod products;
+mod users;
 
-use axum::http::{Method, Uri};
+use axum::{
+    http::{Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use service::ServiceError;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{ApiError, AppState, openapi::ApiDoc};
+use crate::{ApiError, AppState, extract::Json, openapi::ApiDoc};
 
 /// Every route, with the OpenAPI description of each.
 pub(crate) fn all() -> OpenApiRouter<AppState> {
@@ -28,6 +37,27 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
             conversations::post_message,
             conversations::list_messages
         ))
+        .routes(routes!(users::register))
+        .routes(routes!(users::get_user))
+        .routes(routes!(users::me))
+        .routes(routes!(money::deposit))
+        .routes(routes!(money::transfer))
+        .routes(routes!(products::create_product, products::search_products))
+        .routes(routes!(products::get_product))
+        .routes(routes!(orders::place_order))
+        .routes(routes!(orders::cancel_order))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::my_orders))
+}
+
+/// 201 Created with `body`, and `Location` naming the new resource (`/orders/7`).
+pub(crate) fn created<T: Serialize>(location: String, body: T) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response()
 }
 
 /// No route has this path: 404 `not_found`, as a problem like any other error.
@@ -41,5 +71,16 @@ pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
+    }
+}
+
+/// `error`, with the field a validation failure names replaced by `field`: for input whose place
+/// in the request only the api knows (`items[2].quantity`, the `Idempotency-Key` header).
+pub(crate) fn in_field(field: &str, error: ServiceError) -> ApiError {
+    match error {
+        ServiceError::Validation { message, .. } => {
+            ApiError::InvalidInput(format!("{field}: {message}"))
+        }
+        other => other.into(),
     }
 }

@@ -1,0 +1,122 @@
+//! Money: deposits into one's own account and transfers to another user's.
+//!
+//! Amounts travel as decimal strings (`"7"`, `"7.5"`, `"12.50"`), never as JSON numbers, and
+//! come back with two decimal places. A JSON number where an amount belongs is a 422 naming the
+//! field, like any value of the wrong type.
+
+use axum::{extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use service::domain::money::{Money, Transfer};
+use utoipa::ToSchema;
+
+use crate::{ApiError, AppState, Problem, auth::AuthUser, extract::Json};
+
+/// `POST /me/deposits`: how much to add to one's balance.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct DepositRequest {
+    /// More than 0, at most `"1000000.00"`, with 0 to 2 decimal places.
+    #[schema(example = "25.50")]
+    amount: String,
+}
+
+/// A balance after a deposit.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BalanceBody {
+    #[schema(value_type = String, example = "125.50")]
+    balance: Money,
+}
+
+/// `POST /transfers`: whom to pay, and how much.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct TransferRequest {
+    /// Another user than the caller.
+    to_user_id: i64,
+    /// More than 0, at most `"1000000.00"`, with 0 to 2 decimal places.
+    #[schema(example = "10")]
+    amount: String,
+}
+
+/// A completed transfer, and what the sender has left.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TransferBody {
+    id: i64,
+    from_user_id: i64,
+    to_user_id: i64,
+    #[schema(value_type = String, example = "10.00")]
+    amount: Money,
+    /// The sender's balance right after the transfer.
+    #[schema(value_type = String, example = "115.50")]
+    balance: Money,
+}
+
+impl From<Transfer> for TransferBody {
+    fn from(transfer: Transfer) -> Self {
+        TransferBody {
+            id: transfer.id,
+            from_user_id: transfer.from_user_id,
+            to_user_id: transfer.to_user_id,
+            amount: transfer.amount,
+            balance: transfer.sender_balance,
+        }
+    }
+}
+
+/// Adds money to the caller's balance.
+#[utoipa::path(
+    post,
+    path = "/me/deposits",
+    tag = "money",
+    security(("bearer" = [])),
+    request_body = DepositRequest,
+    responses((status = 200, description = "The new balance.", body = BalanceBody)),
+)]
+pub(crate) async fn deposit(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<DepositRequest>,
+) -> Result<Json<BalanceBody>, ApiError> {
+    let amount = Money::amount(&body.amount)?;
+    let balance = service::ops::money::deposit(&state.db, user.id, amount).await?;
+    Ok(Json(BalanceBody { balance }))
+}
+
+/// Moves money from the caller's balance to another user's, all or nothing.
+#[utoipa::path(
+    post,
+    path = "/transfers",
+    tag = "money",
+    security(("bearer" = [])),
+    request_body = TransferRequest,
+    responses(
+        (status = 201, description = "Transferred.", body = TransferBody),
+        (
+            status = 404,
+            description = "`not_found`: no user has `to_user_id`.",
+            body = Problem,
+            content_type = "application/problem+json",
+        ),
+        (
+            status = 409,
+            description = "`insufficient_funds`: the caller's balance does not cover the amount.",
+            body = Problem,
+            content_type = "application/problem+json",
+        ),
+        (
+            status = 422,
+            description = "`validation_failed`: a malformed or out-of-range amount, or a \
+                           transfer to oneself; `detail` names the field.",
+            body = Problem,
+            content_type = "application/problem+json",
+        ),
+    ),
+)]
+pub(crate) async fn transfer(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<TransferRequest>,
+) -> Result<(StatusCode, Json<TransferBody>), ApiError> {
+    let amount = Money::amount(&body.amount)?;
+    let transfer =
+        service::ops::money::transfer(&state.db, user.id, body.to_user_id, amount).await?;
+    Ok((StatusCode::CREATED, Json(transfer.into())))
+}
