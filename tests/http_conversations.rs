@@ -16,7 +16,7 @@ use service::domain::{
     products::{NewProduct, ProductName, Sku, Stock},
     users::{Email, NewUser, Username},
 };
-use support::{TestApp, expect_problem, expect_validation_failure};
+use support::{TestApp, expect_problem, expect_validation_failure, query_count};
 
 /// A registered user and the bearer token the API knows them by.
 struct Caller {
@@ -24,7 +24,7 @@ struct Caller {
     token: String,
 }
 
-/// Registers `name` through the service (the `POST /users` endpoint is not on this branch).
+/// Registers `name` through the service, to keep these tests about conversations.
 async fn register(db: &TestDb, name: &str) -> anyhow::Result<Caller> {
     let registered = service::ops::users::register(
         &db.conn,
@@ -110,6 +110,38 @@ fn ids(values: &Value, key: &str) -> Vec<i64> {
 }
 
 backend_tests! {
+    async fn listing_conversations_and_paging_messages_send_as_many_statements_for_much_data_as_for_little(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = register(&db, "ann").await?;
+        let bob = register(&db, "bob").await?;
+        let first = start_conversation(&app, &ann, "first", &[bob.id]).await?;
+        say(&app, &ann, first, "hello").await?;
+        start_conversation(&app, &ann, "second", &[bob.id]).await?;
+
+        let few = get(&app, &ann, "/conversations").await;
+        let statements_for_two = query_count(&few);
+        assert_eq!(json_of(few, StatusCode::OK).await?["conversations"].as_array().map(Vec::len), Some(2));
+
+        for i in 0..8 {
+            let conversation = start_conversation(&app, &ann, &format!("more {i}"), &[bob.id]).await?;
+            say(&app, &bob, conversation, "a reply").await?;
+        }
+        for i in 0..40 {
+            say(&app, &bob, first, &format!("message {i}")).await?;
+        }
+        let many = get(&app, &ann, "/conversations").await;
+        assert_eq!(query_count(&many), statements_for_two, "GET /conversations");
+        assert_eq!(json_of(many, StatusCode::OK).await?["conversations"].as_array().map(Vec::len), Some(10));
+
+        let short = get(&app, &ann, &format!("/conversations/{first}/messages?limit=2")).await;
+        let long = get(&app, &ann, &format!("/conversations/{first}/messages?limit=40")).await;
+        assert_eq!(query_count(&short), query_count(&long), "GET /conversations/{{id}}/messages");
+        assert_eq!(json_of(long, StatusCode::OK).await?["messages"].as_array().map(Vec::len), Some(40));
+        Ok(())
+    }
+
     async fn a_conversation_is_created_with_its_caller_and_shown_to_every_participant(
         db: TestDb
     ) -> anyhow::Result<()> {
