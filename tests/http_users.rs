@@ -10,7 +10,7 @@ mod support;
 use mercado_testkit::{TestDb, backend_tests};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
-use support::{TestApp, expect_problem, expect_validation_failure};
+use support::{Caller, TestApp, expect_problem, expect_validation_failure};
 
 /// What a hostile `POST /users` must get.
 #[derive(Debug, Clone, Copy)]
@@ -224,14 +224,11 @@ backend_tests! {
                     let public: Value = app.get(&format!("/users/{id}")).await.json().await?;
                     assert_eq!(public["display_name"], body["display_name"], "{case}");
                     assert_eq!(public["username"], body["username"], "{case}");
-                    let me: Value = app
-                        .client
-                        .get(app.url("/me"))
-                        .bearer_auth(registered["token"].as_str().unwrap_or_default())
-                        .send()
-                        .await?
-                        .json()
-                        .await?;
+                    let caller = Caller {
+                        id,
+                        token: registered["token"].as_str().expect("a token").to_owned(),
+                    };
+                    let me: Value = app.get_as(&caller, "/me").await.json().await?;
                     for text in ["username", "email", "display_name"] {
                         assert_eq!(me[text], body[text], "{case}: {text} as stored");
                     }

@@ -146,7 +146,6 @@ impl TestApp {
         let body: Value = response.json().await.expect("a registration");
         Caller {
             id: body["user"]["id"].as_i64().expect("a user id"),
-            username: username.to_owned(),
             token: body["token"].as_str().expect("a token").to_owned(),
         }
     }
@@ -195,7 +194,6 @@ impl Drop for TestApp {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub id: i64,
-    pub username: String,
     pub token: String,
 }
 
