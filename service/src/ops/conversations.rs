@@ -65,14 +65,7 @@ pub async fn create_conversation(
         repo::conversations::participants_of(&txn, ConversationSet::One(conversation.id)).await?;
     txn.commit().await?;
 
-    Ok(assemble(
-        conversation,
-        participants
-            .iter()
-            .map(|(_, user)| UserSummary::from(user))
-            .collect(),
-        None,
-    ))
+    Ok(assemble(conversation, summaries(&participants), None))
 }
 
 /// The conversation insert has two foreign keys: the product, and the creator. PostgreSQL
@@ -155,10 +148,7 @@ pub async fn get_conversation<C: ConnectionTrait>(
     let newest = repo::messages::newest_of(db, set).await?.into_iter().next();
     Ok(assemble(
         conversation,
-        participants
-            .iter()
-            .map(|(_, user)| UserSummary::from(user))
-            .collect(),
+        summaries(&participants),
         newest.map(|(message, sender)| Message::from_parts(message, &sender)),
     ))
 }
@@ -173,6 +163,14 @@ fn group_participants(rows: Vec<(i64, users::Model)>) -> HashMap<i64, Vec<UserSu
             .push(UserSummary::from(&user));
     }
     grouped
+}
+
+/// The public faces of one conversation's participants, as `participants_of` returns them.
+fn summaries(participants: &[(i64, users::Model)]) -> Vec<UserSummary> {
+    participants
+        .iter()
+        .map(|(_, user)| UserSummary::from(user))
+        .collect()
 }
 
 fn assemble(
