@@ -76,8 +76,11 @@ fn print_demo(report: &DemoReport) {
             } else {
                 "no N+1"
             };
+            let rows = run
+                .rows
+                .map_or_else(String::new, |rows| format!(", {rows} row(s)"));
             println!(
-                "   {} statement(s), {} (database {}); {verdict}",
+                "   {} statement(s){rows}, {} (database {}); {verdict}",
                 run.statement_count,
                 ms(run.elapsed_us),
                 ms(run.database_time_us)
@@ -95,7 +98,10 @@ fn print_demo(report: &DemoReport) {
                 println!("     fix: {}", finding.fix);
             }
             for (count, example) in grouped(&run.statements) {
-                println!("   {count:>3}x {}", example.sql);
+                let rows = example
+                    .rows
+                    .map_or_else(String::new, |rows| format!("  -- e.g. {rows} row(s)"));
+                println!("   {count:>3}x {}{rows}", example.sql);
                 if !example.params.is_empty() {
                     println!("        -- e.g. [{}]", example.params.join(", "));
                 }

@@ -148,10 +148,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(settings.idle_timeout)
         .max_lifetime(settings.max_lifetime)
-        .test_before_acquire_if_idle_for(settings.test_before_acquire_if_idle_for)
-        // Statements are logged by Mercado's own capture layer (target `mercado::sql`), with
-        // their parameters; sqlx's logger would print each one a second time, without them.
-        .sqlx_logging(false);
+        .test_before_acquire_if_idle_for(settings.test_before_acquire_if_idle_for);
+    // Statements are logged by Mercado's own capture (target `mercado::sql`), with their
+    // parameters. sqlx's events are kept only as the source of row counts, at TRACE.
+    crate::observe::count_rows(&mut options);
     if backend == DbBackend::Postgres {
         options
             .statement_timeout(settings.statement_timeout)

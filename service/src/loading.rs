@@ -775,6 +775,9 @@ pub struct StrategyRun {
     /// The SeaORM calls it uses.
     pub api: &'static str,
     pub statement_count: usize,
+    /// Rows the statements returned, summed: where joined loading repeats each parent once per
+    /// child. `None` when row counts are not captured (see `observe::row_count_layer`).
+    pub rows: Option<u64>,
     /// Wall time of the whole run, in microseconds.
     pub elapsed_us: u64,
     /// Time spent executing statements, in microseconds.
@@ -839,6 +842,7 @@ where
             strategy,
             api,
             statement_count: report.statement_count(),
+            rows: report.total_rows(),
             elapsed_us: micros(elapsed),
             database_time_us: micros(report.total_database_time()),
             n_plus_one,

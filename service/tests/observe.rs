@@ -243,6 +243,75 @@ backend_tests! {
         Ok(())
     }
 
+    async fn every_captured_statement_carries_the_rows_it_returned_or_affected(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let conn = observed(&db, ObserveConfig::default());
+
+        let (outcome, report) = observe::scope(Scope::test("rows"), async {
+            let five: Vec<_> = (0..5).map(|i| new_user(&format!("rows{i}"))).collect();
+            users::Entity::insert_many(five).exec_without_returning(&conn).await?;
+            users::Entity::find().all(&conn).await?;
+            users::Entity::update_many()
+                .col_expr(users::Column::DisplayName, "renamed".into())
+                .filter(users::Column::Username.is_in(["rows1", "rows2"]))
+                .exec(&conn)
+                .await?;
+            users::Entity::find_by_id(-1).one(&conn).await?;
+            users::Entity::delete_many()
+                .filter(users::Column::Username.eq("nobody"))
+                .exec(&conn)
+                .await?;
+            anyhow::Ok(())
+        })
+        .await;
+        outcome?;
+
+        let rows: Vec<Option<u64>> = report.statements.iter().map(|s| s.rows).collect();
+        assert_eq!(
+            rows,
+            [Some(5), Some(5), Some(2), Some(0), Some(0)],
+            "insert 5, select 5, update 2, find none, delete none: {:#?}",
+            report.statements
+        );
+        assert!(report.statements[1].to_string().ends_with("-- 5 rows"));
+        Ok(())
+    }
+
+    async fn concurrent_scopes_each_receive_their_own_row_counts(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let conn = observed(&db, ObserveConfig::default());
+        let ten: Vec<_> = (0..10).map(|i| new_user(&format!("many{i}"))).collect();
+        users::Entity::insert_many(ten).exec_without_returning(&conn).await?;
+
+        let reading = |limit: u64| {
+            let conn = conn.clone();
+            tokio::spawn(observe::scope(Scope::request(format!("limit {limit}")), async move {
+                for _ in 0..8 {
+                    users::Entity::find()
+                        .order_by_asc(users::Column::Id)
+                        .paginate(&conn, limit)
+                        .fetch_page(0)
+                        .await?;
+                    tokio::task::yield_now().await;
+                }
+                anyhow::Ok(())
+            }))
+        };
+        let (two, seven) = (reading(2), reading(7));
+        let (two_result, two_report) = two.await?;
+        let (seven_result, seven_report) = seven.await?;
+        two_result?;
+        seven_result?;
+
+        assert_eq!(two_report.statement_count(), 8);
+        assert!(two_report.statements.iter().all(|s| s.rows == Some(2)), "{:#?}", two_report.statements);
+        assert_eq!(seven_report.statement_count(), 8);
+        assert!(seven_report.statements.iter().all(|s| s.rows == Some(7)), "{:#?}", seven_report.statements);
+        Ok(())
+    }
+
     async fn the_scaling_assertion_catches_a_find_related_loop_and_passes_select_in(
         db: TestDb
     ) -> anyhow::Result<()> {

@@ -65,18 +65,27 @@ enum Cleanup {
     },
 }
 
-/// Installs the tracing subscriber once per test binary, and only when `TEST_LOG` is set.
+/// Installs the tracing subscriber once per test binary: always the row-count layer (so captured
+/// statements carry their rows, as in the binary), and a log printer only when `TEST_LOG` is set.
 pub fn init_tracing() {
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
-        }
+        // Without TEST_LOG the printer is kept, filtered to nothing: an absent (`None`) layer
+        // would change how tracing combines the per-layer filters.
+        let filter = match std::env::var_os("TEST_LOG") {
+            Some(_) => tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug")),
+            None => tracing_subscriber::EnvFilter::new("off"),
+        };
+        let printer = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry()
+            .with(service::observe::row_count_layer())
+            .with(printer)
+            .try_init();
     });
 }
 
@@ -150,8 +159,8 @@ async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(10)
-        .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
+        .acquire_timeout(Duration::from_secs(30));
+    service::observe::count_rows(&mut options);
     Database::connect(options)
         .await
         .with_context(|| format!("connecting to the {} test database", scheme(url)))

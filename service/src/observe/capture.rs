@@ -18,7 +18,9 @@ use std::{
 use sea_orm::{Value, metric::Info};
 use serde::Serialize;
 
-use super::{ObserveConfig, SQL_TARGET, report::ScopeReport, sql};
+use tracing::Instrument;
+
+use super::{ObserveConfig, SQL_TARGET, report::ScopeReport, rows::RowCounts, sql};
 
 tokio::task_local! {
     static CURRENT: Option<Arc<Mutex<ScopeState>>>;
@@ -86,6 +88,9 @@ pub struct CapturedStatement {
     #[serde(rename = "elapsed_us", serialize_with = "as_micros")]
     pub elapsed: Duration,
     pub failed: bool,
+    /// Rows it returned (a query, or a statement with `RETURNING`) or affected (a write); `None`
+    /// when unknown: outside a scope, or without [`super::row_count_layer`] installed.
+    pub rows: Option<u64>,
     /// The statement's position in its scope, from 1.
     pub sequence: usize,
     /// Equal when all bound values are equal (secrets included, though never shown).
@@ -110,7 +115,11 @@ impl fmt::Display for CapturedStatement {
         if !self.params.is_empty() {
             write!(f, "  -- [{}]", self.params.join(", "))?;
         }
-        Ok(())
+        match self.rows {
+            Some(1) => write!(f, "  -- 1 row"),
+            Some(rows) => write!(f, "  -- {rows} rows"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -121,6 +130,8 @@ pub(crate) struct ScopeState {
     pub(crate) statements: Vec<CapturedStatement>,
     /// For each fingerprint: how often it ran, and the stack of its second run.
     pub(crate) repeats: HashMap<String, (usize, Option<Arc<Backtrace>>)>,
+    /// Row counts of finished statements, left by the row-count layer for the callback.
+    row_counts: Arc<RowCounts>,
     parent: Option<Arc<Mutex<ScopeState>>>,
 }
 
@@ -134,14 +145,19 @@ fn lock(state: &Mutex<ScopeState>) -> MutexGuard<'_, ScopeState> {
 /// [`super::DetectorMode`] (a WARN per finding; in `Raise` mode, a panic).
 pub async fn scope<F: Future>(scope: Scope, future: F) -> (F::Output, ScopeReport) {
     let parent = CURRENT.try_with(Clone::clone).ok().flatten();
+    let row_counts = Arc::new(RowCounts::default());
+    let span = super::rows::scope_span(&row_counts);
     let state = Arc::new(Mutex::new(ScopeState {
         scope,
         config: None,
         statements: Vec::new(),
         repeats: HashMap::new(),
+        row_counts,
         parent,
     }));
-    let output = CURRENT.scope(Some(Arc::clone(&state)), future).await;
+    let output = CURRENT
+        .scope(Some(Arc::clone(&state)), future.instrument(span))
+        .await;
     let report = ScopeReport::from_state(&mut lock(&state));
     report.act();
     (output, report)
@@ -165,6 +181,9 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         return;
     }
     let statement = info.statement;
+    let rows = scope
+        .as_ref()
+        .and_then(|innermost| lock(innermost).row_counts.take(&statement.sql));
     let backend = statement.db_backend;
     let shape = sql::shape(&statement.sql, backend);
     let values = statement
@@ -209,9 +228,9 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
             .map(|s| lock(s).scope.name.clone())
             .unwrap_or_else(|| "-".to_owned());
         if slow {
-            tracing::warn!(target: SQL_TARGET, elapsed_ms, params = %params_text, scope = %scope_name, failed = info.failed, slow = true, "{}", statement.sql);
+            tracing::warn!(target: SQL_TARGET, elapsed_ms, rows, params = %params_text, scope = %scope_name, failed = info.failed, slow = true, "{}", statement.sql);
         } else {
-            tracing::debug!(target: SQL_TARGET, elapsed_ms, params = %params_text, scope = %scope_name, failed = info.failed, "{}", statement.sql);
+            tracing::debug!(target: SQL_TARGET, elapsed_ms, rows, params = %params_text, scope = %scope_name, failed = info.failed, "{}", statement.sql);
         }
     }
 
@@ -225,6 +244,7 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         batch_size: shape.batch_size,
         elapsed: info.elapsed,
         failed: info.failed,
+        rows,
         sequence: 0,
         params_key: params_hasher.finish(),
         page_key: page_hasher.finish(),

@@ -16,24 +16,30 @@
 //! statements; and anything run on the raw sqlx pool (`COPY` through
 //! `get_postgres_connection_pool`). Work moved to another task with `tokio::spawn` leaves the
 //! scope unless the spawned future is wrapped in [`scope`] again. A streamed query is captured
-//! once, when the stream is dropped. Row counts are not captured: SeaORM's metric `Info` carries
-//! none, and the only other source (sqlx's `sqlx::query` events) exists only when sqlx's own
-//! statement logging is on, which Mercado turns off (see `db::connect`); so
-//! [`CapturedStatement`] has no rows field rather than one that is sometimes wrong.
+//! once, when the stream is dropped.
+//!
+//! Row counts come from elsewhere: SeaORM's metric `Info` carries none, so [`row_count_layer`], a
+//! tracing layer, reads them from sqlx's own `sqlx::query` events and hands them to the scope
+//! (see [`rows`](self::rows) for how). Two things make it work: the connection is opened with
+//! [`count_rows`] applied to its options (`db::connect` does this), and the process's subscriber
+//! includes the layer (the binary's and the test kit's do). Without them `rows` is `None`:
+//! unknown, never wrong.
 
 mod callsite;
 mod capture;
 pub mod report;
+mod rows;
 mod sql;
 pub mod testing;
 
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectOptions, DatabaseConnection};
 use serde::Serialize;
 
 pub use capture::{CapturedStatement, Scope, ScopeKind, scope, unobserved};
 pub use report::{Finding, FindingKind, ScopeReport};
+pub use rows::layer as row_count_layer;
 pub use testing::{assert_no_growth, assert_statement_count, assert_statements_at_most};
 
 /// The tracing target every statement is logged on.
@@ -148,4 +154,15 @@ impl ObserveConfig {
 pub fn install(conn: &mut DatabaseConnection, config: ObserveConfig) {
     let config = std::sync::Arc::new(config);
     conn.set_metric_callback(move |info| capture::record(&config, info));
+}
+
+/// Turns on sqlx's per-statement events, the source of the row counts [`row_count_layer`]
+/// captures. They are emitted at TRACE on `sqlx::query`, slow ones included (Mercado logs slow
+/// statements itself, on `mercado::sql`), so `RUST_LOG=debug` does not print every statement
+/// twice; a subscriber without the layer or a filter that admits them costs nothing.
+pub fn count_rows(options: &mut ConnectOptions) {
+    options
+        .sqlx_logging(true)
+        .sqlx_logging_level(log::LevelFilter::Trace)
+        .sqlx_slow_statements_logging_settings(log::LevelFilter::Trace, Duration::MAX);
 }

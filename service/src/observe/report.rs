@@ -105,6 +105,11 @@ impl ScopeReport {
         self.statements.iter().map(|s| s.elapsed).sum()
     }
 
+    /// Rows returned or affected by all of them, or `None` if any count is unknown.
+    pub fn total_rows(&self) -> Option<u64> {
+        self.statements.iter().map(|s| s.rows).sum()
+    }
+
     pub fn n_plus_one(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
