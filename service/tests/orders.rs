@@ -20,7 +20,9 @@ use service::{
         money::Money,
         orders::{IdempotencyKey, OrderStatus, PlaceOrder},
     },
+    observe::{self, Scope, ScopeReport},
     ops::{
+        self,
         money::transfer,
         orders::{cancel_order, get_order, list_orders, place_order},
     },
@@ -269,6 +271,45 @@ backend_tests! {
         let after = snapshot(&db.conn, &shop).await?;
         assert_eq!((after.balances, after.stock), (before.balances, before.stock));
         assert_eq!(get_order(&db.conn, shop.buyer, order.id).await?.status, OrderStatus::Cancelled);
+        Ok(())
+    }
+
+    async fn an_order_from_many_sellers_settles_its_accounts_and_stock_in_one_statement_each(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let mut conn = db.conn.clone();
+        observe::install(&mut conn, ops::observe_config());
+        let buyer = user_with(&conn, "many_buyer", "1000").await?;
+        let updates_of = |report: &ScopeReport, table: &str| {
+            let prefix = format!("UPDATE \"{table}\"");
+            report.statements.iter().filter(|s| s.sql.starts_with(&prefix)).count()
+        };
+
+        let mut updates = Vec::new();
+        for sellers in [2, 5, 10] {
+            let mut pairs = Vec::new();
+            for s in 0..sellers {
+                let seller = user_with(&conn, &format!("seller{sellers}_{s}"), "0").await?;
+                pairs.push((product(&conn, seller, &format!("P{sellers}_{s}"), "1.00", 5).await?.id, 1));
+            }
+            let (placed, placing) =
+                observe::scope(Scope::test("place"), place_order(&conn, buyer, order_of(&pairs))).await;
+            let order = placed?;
+            let (cancelled, cancelling) =
+                observe::scope(Scope::test("cancel"), cancel_order(&conn, buyer, order.id)).await;
+            cancelled?;
+
+            assert!(placing.findings.is_empty(), "{:#?}", placing.findings);
+            assert!(cancelling.findings.is_empty(), "{:#?}", cancelling.findings);
+            updates.push((
+                updates_of(&placing, "accounts"),
+                updates_of(&cancelling, "accounts"),
+                updates_of(&cancelling, "inventory"),
+            ));
+        }
+
+        assert_eq!(updates, [(1, 1, 1); 3], "(place: accounts, cancel: accounts, inventory)");
+        assert_eq!(balance(&conn, buyer).await?, Money::amount("1000")?);
         Ok(())
     }
 

@@ -9,15 +9,17 @@
 //! 3. each line's stock is taken by a conditional `UPDATE … WHERE quantity >= $1` whose
 //!    affected-row count is checked (the oversell guard), in product-id order;
 //! 4. the buyer is debited the total (guarded the same way) and each seller credited their
-//!    share, in user-id order;
+//!    share, all in one `UPDATE … CASE` whose affected-row count is checked
+//!    ([`repo::accounts::settle`]);
 //! 5. the lines are written, and everything commits at once — or, on any failure, nothing does.
 //!
 //! Every operation that locks several rows takes them in one global order — the order row, then
 //! inventory rows by product id, then accounts by user id — so no two of them can deadlock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use entity::orders;
+use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
@@ -28,7 +30,7 @@ use crate::{
         orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder},
     },
     error::DbFailure,
-    repo::{self, orders::ItemRow},
+    repo::{self, accounts::BalanceChange, orders::ItemRow},
     retry::{RetryPolicy, with_retry},
 };
 
@@ -98,24 +100,23 @@ async fn place_once(
         }
     }
 
+    // The buyer pays the total and each seller is paid their share, in one statement. A buyer
+    // of their own product needs the whole total first, as if paying before being paid.
     let shares = shares_by_seller(
         lines
             .iter()
             .map(|line| (line.seller_id, line.unit_price, line.quantity)),
     )?;
-    let accounts: BTreeSet<i64> = shares.keys().copied().chain([buyer_id]).collect();
-    for user_id in accounts {
-        // A buyer of their own product pays first, then is paid, so they need the whole total.
-        if user_id == buyer_id
-            && !repo::accounts::debit_if_covered(&txn, buyer_id, total, now).await?
-        {
-            return Err(ServiceError::InsufficientFunds);
-        }
-        if let Some(&share) = shares.get(&user_id)
-            && !repo::accounts::credit(&txn, user_id, share, now).await?
-        {
-            return Err(missing_account("crediting a seller", user_id));
-        }
+    let changes = settlement(buyer_id, (-total.as_decimal(), total), &shares, |share| {
+        (share.as_decimal(), Money::ZERO)
+    });
+    if !repo::accounts::settle(&txn, &changes, now).await? {
+        return Err(match first_missing_account(&txn, &changes).await? {
+            Some(seller_id) if seller_id != buyer_id => {
+                missing_account("crediting a seller", seller_id)
+            }
+            _ => ServiceError::InsufficientFunds,
+        });
     }
 
     let items: Vec<repo::orders::NewItem> = lines
@@ -241,17 +242,19 @@ async fn cancel_once(
         .ok_or(ServiceError::NotFound { resource: "order" })?;
     let items = repo::orders::items_of_order(&txn, order_id).await?;
 
-    let mut by_product: Vec<&ItemRow> = items.iter().collect();
-    by_product.sort_by_key(|item| item.product_id);
-    for item in by_product {
-        if !repo::products::return_stock(&txn, item.product_id, item.quantity).await? {
-            return Err(ServiceError::Unexpected {
-                context: "returning stock",
-                source: format!("product {} has no inventory row", item.product_id).into(),
-            });
-        }
+    let returns: Vec<(i64, i32)> = items
+        .iter()
+        .map(|item| (item.product_id, item.quantity))
+        .collect();
+    if !repo::products::return_stock(&txn, &returns).await? {
+        return Err(ServiceError::Unexpected {
+            context: "returning stock",
+            source: "a product of the order has no inventory row".into(),
+        });
     }
 
+    // The buyer is refunded and each seller gives their share back, in one statement. A buyer
+    // who is also a seller is refunded first, so their own share needs no cover.
     let total = Money::from_stored(order.total)?;
     let mut priced = Vec::with_capacity(items.len());
     for item in &items {
@@ -262,19 +265,19 @@ async fn cancel_once(
         ));
     }
     let shares = shares_by_seller(priced.into_iter())?;
-    let accounts: BTreeSet<i64> = shares.keys().copied().chain([buyer_id]).collect();
-    for user_id in accounts {
-        // A buyer who is also a seller is refunded first, so giving their share back succeeds.
-        if user_id == buyer_id && !repo::accounts::credit(&txn, buyer_id, total, now).await? {
-            return Err(missing_account("refunding the buyer", buyer_id));
-        }
-        if let Some(&share) = shares.get(&user_id)
-            && !repo::accounts::debit_if_covered(&txn, user_id, share, now).await?
-        {
-            return Err(ServiceError::OrderNotCancellable {
+    let changes = settlement(
+        buyer_id,
+        (total.as_decimal(), Money::ZERO),
+        &shares,
+        |share| (-share.as_decimal(), share),
+    );
+    if !repo::accounts::settle(&txn, &changes, now).await? {
+        return Err(match first_missing_account(&txn, &changes).await? {
+            Some(user_id) => missing_account("settling a cancelled order", user_id),
+            None => ServiceError::OrderNotCancellable {
                 reason: "a seller no longer has the money to give back",
-            });
-        }
+            },
+        });
     }
 
     let cancelled = order_from(order, items)?;
@@ -375,6 +378,51 @@ fn too_much_money() -> ServiceError {
         context: "adding up an order",
         source: "the amount exceeds the largest representable amount of money".into(),
     }
+}
+
+/// The balance changes of an order, one per account: the buyer's `(delta, required)`, plus each
+/// seller's share turned into theirs by `seller`. A buyer who is also a seller gets one change:
+/// both deltas added, the buyer's requirement kept.
+fn settlement(
+    buyer_id: i64,
+    (buyer_delta, buyer_required): (Decimal, Money),
+    shares: &BTreeMap<i64, Money>,
+    seller: impl Fn(Money) -> (Decimal, Money),
+) -> Vec<BalanceChange> {
+    let mut buyer = BalanceChange {
+        user_id: buyer_id,
+        delta: buyer_delta,
+        required: buyer_required,
+    };
+    let mut changes = Vec::with_capacity(shares.len() + 1);
+    for (&user_id, &share) in shares {
+        let (delta, required) = seller(share);
+        if user_id == buyer_id {
+            buyer.delta += delta;
+        } else {
+            changes.push(BalanceChange {
+                user_id,
+                delta,
+                required,
+            });
+        }
+    }
+    changes.push(buyer);
+    changes.sort_by_key(|change| change.user_id);
+    changes
+}
+
+/// The first account of `changes` that does not exist: asked after a settlement did not apply,
+/// to tell a missing account from a balance short of its requirement.
+async fn first_missing_account<C: ConnectionTrait>(
+    db: &C,
+    changes: &[BalanceChange],
+) -> Result<Option<i64>, ServiceError> {
+    let accounts = repo::accounts::find_many(db, changes.iter().map(|c| c.user_id)).await?;
+    Ok(changes
+        .iter()
+        .map(|change| change.user_id)
+        .find(|&user_id| !accounts.iter().any(|account| account.user_id == user_id)))
 }
 
 fn missing_account(context: &'static str, user_id: i64) -> ServiceError {

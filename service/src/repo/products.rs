@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, Order, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Select, Set,
-    sea_query::{BinOper, Expr, ExprTrait, Func},
+    sea_query::{BinOper, CaseStatement, Expr, ExprTrait, Func},
 };
 
 use crate::{
@@ -202,21 +202,32 @@ pub async fn take_stock<C: ConnectionTrait>(
     Ok(updated.rows_affected == 1)
 }
 
-/// Puts `quantity` back into the product's stock. `false`: the product has no stock row.
+/// Puts each `(product_id, quantity)` back into stock, in one statement: `UPDATE inventory SET
+/// quantity = quantity + CASE WHEN product_id = $1 THEN $2 … END WHERE product_id IN (…)`.
+/// `false`: a product has no stock row (the others were updated; the caller must roll back).
+/// Each product must appear once.
 pub async fn return_stock<C: ConnectionTrait>(
     db: &C,
-    product_id: i64,
-    quantity: i32,
+    returns: &[(i64, i32)],
 ) -> Result<bool, DbErr> {
+    if returns.is_empty() {
+        return Ok(true);
+    }
+    let quantity_back =
+        returns
+            .iter()
+            .fold(CaseStatement::new(), |case, &(product_id, quantity)| {
+                case.case(inventory::Column::ProductId.eq(product_id), quantity)
+            });
     let updated = inventory::Entity::update_many()
         .col_expr(
             inventory::Column::Quantity,
-            Expr::col(inventory::Column::Quantity).add(quantity),
+            Expr::col(inventory::Column::Quantity).add(quantity_back),
         )
-        .filter(inventory::Column::ProductId.eq(product_id))
+        .filter(inventory::Column::ProductId.is_in(returns.iter().map(|&(id, _)| id)))
         .exec(db)
         .await?;
-    Ok(updated.rows_affected == 1)
+    Ok(updated.rows_affected == returns.len() as u64)
 }
 
 #[cfg(test)]
