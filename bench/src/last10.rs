@@ -34,6 +34,8 @@ pub(crate) const TAKE_STOCK_SCRIPT: &str = include_str!("../../scripts/pgbench/t
 pub(crate) struct Last10 {
     /// The statements the service sent for one call, as captured by `service::observe`.
     pub(crate) statements: Vec<String>,
+    /// The statement of `repo::products::take_stock`, captured the same way.
+    pub(crate) take_stock_statements: Vec<String>,
     pub(crate) service: Vec<LoadFigures>,
     pub(crate) http: Vec<LoadFigures>,
     pub(crate) pgbench_last10: Vec<PgbenchResult>,
@@ -259,6 +261,71 @@ async fn http_runs(
     Ok(runs)
 }
 
+/// `sql` with every `$n` and every pgbench `:name` replaced by `?`, so that a captured
+/// statement and a script's line compare equal when only their placeholders differ.
+fn with_anonymous_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let starts_placeholder = match (c, chars.peek()) {
+            ('$', Some(d)) => d.is_ascii_digit(),
+            (':', Some(d)) => d.is_ascii_lowercase(),
+            _ => false,
+        };
+        if !starts_placeholder {
+            out.push(c);
+            continue;
+        }
+        while chars
+            .peek()
+            .is_some_and(|d| d.is_ascii_alphanumeric() || *d == '_')
+        {
+            chars.next();
+        }
+        out.push('?');
+    }
+    out
+}
+
+/// The SQL lines of a pgbench script (not comments, not meta-commands), without their `;`.
+fn script_statements(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("--") && !line.starts_with('\\'))
+        .map(|line| with_anonymous_placeholders(line.trim_end_matches(';')))
+        .collect()
+}
+
+/// Fails when a script no longer holds exactly the statements the service sends.
+fn check_script(name: &str, script: &str, captured: &[String]) -> anyhow::Result<()> {
+    let expected: Vec<String> = captured
+        .iter()
+        .map(|s| with_anonymous_placeholders(s))
+        .collect();
+    if script_statements(script) != expected {
+        anyhow::bail!(
+            "scripts/pgbench/{name} no longer matches the statements the service sends; update it to:\n{}",
+            captured.join(";\n")
+        );
+    }
+    Ok(())
+}
+
+/// The guarded stock update `place_order` sends, captured inside a transaction rolled back.
+async fn capture_take_stock(db: &BenchDatabase, product_id: i64) -> anyhow::Result<Vec<String>> {
+    use sea_orm::TransactionTrait;
+    let txn = db.app.begin().await?;
+    let (taken, report) = observe::scope(
+        Scope::command("bench take-stock"),
+        service::repo::products::take_stock(&txn, product_id, 1),
+    )
+    .await;
+    taken?;
+    txn.rollback().await?;
+    Ok(report.statements.iter().map(|s| s.sql.clone()).collect())
+}
+
 /// The id range of `ids` (pgbench draws uniformly from it), with a warning when it has gaps.
 fn id_range(what: &str, ids: &[i64]) -> (i64, i64) {
     let min = ids.iter().copied().min().unwrap_or(1);
@@ -335,6 +402,25 @@ fn fractions(runs: &[LoadFigures], pgbench: &[PgbenchResult]) -> Vec<(u32, f64)>
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_and_named_placeholders_compare_equal() {
+        assert_eq!(
+            with_anonymous_placeholders("WHERE a = $1 AND b = $12 LIMIT $3"),
+            with_anonymous_placeholders("WHERE a = :cid AND b = :uid_max LIMIT :one")
+        );
+    }
+
+    #[test]
+    fn the_committed_scripts_hold_only_their_statements() {
+        assert_eq!(script_statements(LAST10_SCRIPT).len(), 2);
+        assert_eq!(script_statements(TAKE_STOCK_SCRIPT).len(), 1);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     small: &BenchDatabase,
@@ -348,9 +434,11 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Last10> {
     let pairs = sample_pairs(large, ids, scale.last10_callers).await?;
     let statements = capture_statements(large, pairs[0]).await?;
-    for statement in &statements {
-        println!("  statement: {statement}");
-    }
+    check_script("last10.sql", LAST10_SCRIPT, &statements)?;
+    let product = *ids.products.first().context("the seed has no products")?;
+    let take_stock_statements = capture_take_stock(large, product).await?;
+    check_script("take-stock.sql", TAKE_STOCK_SCRIPT, &take_stock_statements)?;
+    println!("  scripts/pgbench/*.sql hold exactly the statements the service sends");
     let mut users: Vec<i64> = pairs.iter().map(|&(_, user)| user).collect();
     users.sort_unstable();
     users.dedup();
@@ -388,6 +476,7 @@ pub(crate) async fn run(
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(Last10 {
         statements,
+        take_stock_statements,
         service_fraction_of_pgbench: fractions(&service, &pgbench_last10),
         http_fraction_of_pgbench: fractions(&http, &pgbench_last10),
         service,

@@ -334,6 +334,10 @@ fn markdown(r: &Results, charts: &str) -> String {
     for statement in &l.statements {
         let _ = writeln!(s, "{statement};");
     }
+    let _ = writeln!(s, "-- and the guarded stock update of take-stock.sql:");
+    for statement in &l.take_stock_statements {
+        let _ = writeln!(s, "{statement};");
+    }
     let _ = writeln!(s, "```");
     let sl = &l.small_vs_large;
     let _ = writeln!(
