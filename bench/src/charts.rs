@@ -60,6 +60,8 @@ where
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style(("sans-serif", 13))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(|e| anyhow!("{e:?}"))?;
     for (index, (name, data)) in series.iter().enumerate() {

@@ -1,0 +1,141 @@
+//! The whole harness at a tiny scale against a real PostgreSQL server, when
+//! `TEST_POSTGRES_URL` names one: it must finish, write every output, and carry figures for
+//! every section. The databases get a random prefix and are dropped afterwards.
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_mercado-bench");
+
+/// Drops the test's databases however the test ends.
+struct DropDatabases {
+    server_url: String,
+    names: Vec<String>,
+}
+
+impl Drop for DropDatabases {
+    fn drop(&mut self) {
+        for name in &self.names {
+            // The names are `benchtest_<hex>_small|large`: [a-z0-9_] only, safe to quote.
+            let status = Command::new("psql")
+                .arg(format!(
+                    "{}/postgres",
+                    self.server_url.trim_end_matches('/')
+                ))
+                .args([
+                    "-qAtc",
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                ])
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                eprintln!("could not drop test database {name}; drop it by hand");
+            }
+        }
+    }
+}
+
+fn number(results: &Value, pointer: &str) -> f64 {
+    results
+        .pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("results.json has no number at {pointer}"))
+}
+
+fn non_empty_array<'a>(results: &'a Value, pointer: &str) -> &'a Vec<Value> {
+    let array = results
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("results.json has no array at {pointer}"));
+    assert!(!array.is_empty(), "{pointer} is empty");
+    array
+}
+
+#[test]
+fn the_harness_runs_end_to_end_at_a_tiny_scale_and_writes_every_section() {
+    let Ok(server_url) = std::env::var("TEST_POSTGRES_URL") else {
+        println!("skipped: set TEST_POSTGRES_URL (a PostgreSQL server URL) to run this test");
+        return;
+    };
+    let prefix = format!("benchtest_{:08x}", rand::random::<u32>());
+    let _cleanup = DropDatabases {
+        server_url: server_url.clone(),
+        names: vec![format!("{prefix}_small"), format!("{prefix}_large")],
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("benchmarks");
+    let doc = dir.path().join("benchmarks.md");
+
+    let output = Command::new(BENCH)
+        .args([
+            "run",
+            "--server-url",
+            &server_url,
+            "--scale",
+            "tiny",
+            "--allow-debug",
+        ])
+        .args(["--database-prefix", &prefix])
+        .arg("--out")
+        .arg(&out)
+        .arg("--doc")
+        .arg(&doc)
+        .output()
+        .expect("the harness starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the harness failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    for file in ["results.json", "loading.svg", "throughput.svg"] {
+        assert!(
+            Path::new(&out.join(file)).exists(),
+            "{file} was not written"
+        );
+    }
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("results.json")).expect("results.json is readable"),
+    )
+    .expect("results.json is JSON");
+
+    assert!(number(&results, "/seeds/large/messages") > 0.0);
+    assert_eq!(non_empty_array(&results, "/orm_vs_raw/cases").len(), 6);
+    assert!(number(&results, "/orm_vs_raw/cases/0/orm/p50_us") > 0.0);
+    assert!(number(&results, "/last10/service/0/throughput_per_s") > 0.0);
+    assert!(number(&results, "/last10/http/0/throughput_per_s") > 0.0);
+    assert!(number(&results, "/last10/pgbench_last10/0/tps") > 0.0);
+    assert!(number(&results, "/last10/pgbench_take_stock/0/tps") > 0.0);
+    assert!(number(&results, "/last10/small_vs_large/large/p50_us") > 0.0);
+    // 2 parent counts × 2 child counts × 3 strategies.
+    assert_eq!(non_empty_array(&results, "/loading/cells").len(), 12);
+    assert!(number(&results, "/orders/runs/0/load/requests") > 0.0);
+    assert_eq!(number(&results, "/orders/runs/0/load/errors"), 0.0);
+    assert!(number(&results, "/export/rows") > 0.0);
+    assert!(number(&results, "/export/peak_rss_mib") > 0.0);
+    assert_eq!(non_empty_array(&results, "/bulk/paths").len(), 4);
+    assert_eq!(non_empty_array(&results, "/targets").len(), 6);
+    assert!(results.pointer("/machine/cpu_model").is_some());
+
+    let svg = std::fs::read_to_string(out.join("throughput.svg")).expect("the chart is readable");
+    assert!(svg.contains("requests per second") && svg.contains("pgbench"));
+    assert!(svg.contains("<circle"), "the chart has no data points");
+    let markdown = std::fs::read_to_string(&doc).expect("the Markdown is readable");
+    assert!(markdown.contains("<!-- generated by mercado-bench: begin -->"));
+    assert!(markdown.contains("### 7. Bulk inserts"));
+}
+
+#[test]
+fn a_debug_build_refuses_to_run_without_allow_debug() {
+    if !cfg!(debug_assertions) {
+        println!("skipped: this is a release build, which runs without the flag");
+        return;
+    }
+    let output = Command::new(BENCH)
+        .args(["run", "--server-url", "postgres://nobody@127.0.0.1:1"])
+        .output()
+        .expect("the harness starts");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("debug build"));
+}
