@@ -402,25 +402,6 @@ fn fractions(runs: &[LoadFigures], pgbench: &[PgbenchResult]) -> Vec<(u32, f64)>
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbered_and_named_placeholders_compare_equal() {
-        assert_eq!(
-            with_anonymous_placeholders("WHERE a = $1 AND b = $12 LIMIT $3"),
-            with_anonymous_placeholders("WHERE a = :cid AND b = :uid_max LIMIT :one")
-        );
-    }
-
-    #[test]
-    fn the_committed_scripts_hold_only_their_statements() {
-        assert_eq!(script_statements(LAST10_SCRIPT).len(), 2);
-        assert_eq!(script_statements(TAKE_STOCK_SCRIPT).len(), 1);
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     small: &BenchDatabase,
@@ -485,4 +466,23 @@ pub(crate) async fn run(
         pgbench_take_stock,
         small_vs_large,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_and_named_placeholders_compare_equal() {
+        assert_eq!(
+            with_anonymous_placeholders("WHERE a = $1 AND b = $12 LIMIT $3"),
+            with_anonymous_placeholders("WHERE a = :cid AND b = :uid_max LIMIT :one")
+        );
+    }
+
+    #[test]
+    fn the_committed_scripts_hold_only_their_statements() {
+        assert_eq!(script_statements(LAST10_SCRIPT).len(), 2);
+        assert_eq!(script_statements(TAKE_STOCK_SCRIPT).len(), 1);
+    }
 }
