@@ -54,6 +54,14 @@ enum Command {
     /// Internal: exports every message to a sink and prints its memory figures as JSON.
     #[command(hide = true)]
     ExportChild,
+    /// Drops the two databases of a prefix (for tests that use a random one).
+    #[command(hide = true)]
+    DropDatabases {
+        #[arg(long)]
+        server_url: Url,
+        #[arg(long)]
+        database_prefix: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +96,16 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::ExportChild => export::child().await,
+        Command::DropDatabases {
+            server_url,
+            database_prefix,
+        } => {
+            setup::check_prefix(&database_prefix)?;
+            for suffix in [SMALL_SUFFIX, LARGE_SUFFIX] {
+                setup::drop_database(&server_url, &database_name(&database_prefix, suffix)).await?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -8,29 +8,23 @@ use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_mercado-bench");
 
-/// Drops the test's databases however the test ends.
+/// Drops the test's databases however the test ends, through the harness itself.
 struct DropDatabases {
     server_url: String,
-    names: Vec<String>,
+    prefix: String,
 }
 
 impl Drop for DropDatabases {
     fn drop(&mut self) {
-        for name in &self.names {
-            // The names are `benchtest_<hex>_small|large`: [a-z0-9_] only, safe to quote.
-            let status = Command::new("psql")
-                .arg(format!(
-                    "{}/postgres",
-                    self.server_url.trim_end_matches('/')
-                ))
-                .args([
-                    "-qAtc",
-                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                ])
-                .status();
-            if !status.is_ok_and(|s| s.success()) {
-                eprintln!("could not drop test database {name}; drop it by hand");
-            }
+        let status = Command::new(BENCH)
+            .args(["drop-databases", "--server-url", &self.server_url])
+            .args(["--database-prefix", &self.prefix])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "could not drop the {}_* test databases; drop them by hand",
+                self.prefix
+            );
         }
     }
 }
@@ -60,7 +54,7 @@ fn the_harness_runs_end_to_end_at_a_tiny_scale_and_writes_every_section() {
     let prefix = format!("benchtest_{:08x}", rand::random::<u32>());
     let _cleanup = DropDatabases {
         server_url: server_url.clone(),
-        names: vec![format!("{prefix}_small"), format!("{prefix}_large")],
+        prefix: prefix.clone(),
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let out = dir.path().join("benchmarks");
