@@ -60,8 +60,8 @@ where
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style(("sans-serif", 13))
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .draw()
         .map_err(|e| anyhow!("{e:?}"))?;
     for (index, (name, data)) in series.iter().enumerate() {
@@ -89,6 +89,15 @@ where
         .draw()
         .map_err(|e| anyhow!("{e:?}"))?;
     Ok(())
+}
+
+/// A tick label: whole numbers from 1 up, two decimals below (sub-millisecond times).
+fn tick(value: f64) -> String {
+    if value >= 1.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 fn strategy_name(strategy: Strategy) -> &'static str {

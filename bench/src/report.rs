@@ -67,7 +67,8 @@ fn target(
                 value <= threshold
             };
             let margin = if threshold == 0.0 {
-                shown((value - threshold).abs())
+                // Against zero a percentage means nothing: the excess itself is the margin.
+                if met { "—".to_owned() } else { shown(value) }
             } else {
                 format!("{:.0}%", ((value - threshold) / threshold).abs() * 100.0)
             };
@@ -206,10 +207,11 @@ fn markdown(r: &Results, charts: &str) -> String {
             (Some(measured), Some(met), Some(margin)) => (
                 measured.clone(),
                 if met { "met" } else { "**missed**" }.to_owned(),
-                if met {
-                    format!("by {margin}")
+                // The met column says which way; the margin says how far from the threshold.
+                if margin == "—" {
+                    margin.clone()
                 } else {
-                    format!("missed by {margin}")
+                    format!("by {margin}")
                 },
             ),
             _ => (

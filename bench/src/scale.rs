@@ -104,8 +104,9 @@ impl Scale {
                 orders_contended_products: 4,
                 orders_spread_products: 50,
                 orders_buyers: 100,
-                bulk_rows: 2_000,
-                bulk_rows_per_row_insert: 500,
+                // Fewer rows time too briefly to compare paths at all.
+                bulk_rows: 20_000,
+                bulk_rows_per_row_insert: 2_000,
             },
             ScaleName::Tiny => Scale {
                 name,
