@@ -1,0 +1,245 @@
+//! `mercado-bench`: Mercado's benchmark harness. In one run on a PostgreSQL server it creates,
+//! migrates and seeds two databases, then measures the ORM against raw sqlx on the same pool,
+//! the last-10-messages read through the service layer, the HTTP API and pgbench at several
+//! concurrencies, lazy/joined/select-in loading, `place_order` under contention, the streaming
+//! export's speed and memory, and the bulk-insert paths; it writes `results.json`, two SVG
+//! charts and the generated section of `docs/benchmarks.md`.
+//!
+//! It may depend on every crate of the workspace (`service`, `api`, `entity`, `migration`) and
+//! calls them as the binary does; nothing depends on it. Whatever it needs that the service
+//! lacks (fixtures, top-ups, tokens for existing users) is written here, with bound values only.
+
+mod bulk;
+mod charts;
+mod export;
+mod fixtures;
+mod last10;
+mod load;
+mod loading;
+mod machine;
+mod orders;
+mod orm_vs_raw;
+mod pgbench;
+mod report;
+mod scale;
+mod setup;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use url::Url;
+
+use crate::{
+    report::{Results, Seeds},
+    scale::{Scale, ScaleName},
+    setup::{LARGE_SUFFIX, SMALL_SUFFIX, database_name},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mercado-bench",
+    about = "Mercado's benchmark harness (PostgreSQL)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every measurement and writes the results.
+    Run(RunArgs),
+    /// Internal: exports every message to a sink and prints its memory figures as JSON.
+    #[command(hide = true)]
+    ExportChild,
+    /// Drops the two databases of a prefix (for tests that use a random one).
+    #[command(hide = true)]
+    DropDatabases {
+        #[arg(long)]
+        server_url: Url,
+        #[arg(long)]
+        database_prefix: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The PostgreSQL server, without a database name.
+    #[arg(long)]
+    server_url: Url,
+    #[arg(long, value_enum, default_value = "quick")]
+    scale: ScaleName,
+    /// Where results.json and the charts go.
+    #[arg(long, default_value = "docs/benchmarks")]
+    out: PathBuf,
+    /// The Markdown file whose generated section is rewritten; `<out>.md` by default.
+    #[arg(long)]
+    doc: Option<PathBuf>,
+    /// Seed the databases again even when a completed seed of the same sizes exists.
+    #[arg(long)]
+    reseed: bool,
+    /// Run in a debug build anyway (its figures mean nothing; for tests).
+    #[arg(long)]
+    allow_debug: bool,
+    /// Prefix of the databases' names (`<prefix>_small`, `<prefix>_large`).
+    #[arg(long, default_value = setup::DEFAULT_DATABASE_PREFIX)]
+    database_prefix: String,
+    /// The pgbench executable.
+    #[arg(long, default_value = "pgbench")]
+    pgbench: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run(args).await,
+        Command::ExportChild => export::child().await,
+        Command::DropDatabases {
+            server_url,
+            database_prefix,
+        } => {
+            setup::check_prefix(&database_prefix)?;
+            for suffix in [SMALL_SUFFIX, LARGE_SUFFIX] {
+                setup::drop_database(&server_url, &database_name(&database_prefix, suffix)).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !args.allow_debug {
+        bail!(
+            "this is a debug build: its figures would be meaningless. Run it with \
+             `cargo run --release -p mercado-bench -- run …` (or pass --allow-debug to run anyway)"
+        );
+    }
+    setup::check_prefix(&args.database_prefix)?;
+    let scale = Scale::of(args.scale);
+    let doc = args
+        .doc
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("md"));
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let script_dir = std::env::temp_dir().join(format!("mercado-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&script_dir)?;
+
+    section("databases");
+    let small_name = database_name(&args.database_prefix, SMALL_SUFFIX);
+    let large_name = database_name(&args.database_prefix, LARGE_SUFFIX);
+    let small =
+        setup::prepare(&args.server_url, &small_name, scale.small_seed, args.reseed).await?;
+    let large =
+        setup::prepare(&args.server_url, &large_name, scale.large_seed, args.reseed).await?;
+    let small_ids = setup::seeded_ids(&small).await?;
+    let large_ids = setup::seeded_ids(&large).await?;
+    let machine = machine::describe(large.pool()).await?;
+    println!(
+        "  machine: {} ({} cores), PostgreSQL {}, {} build, scale {:?}",
+        machine.cpu_model,
+        machine.cores,
+        machine.postgres_version,
+        machine.build_profile,
+        scale.name
+    );
+
+    section("4. loading fixtures");
+    let parents = scale.loading_parents.iter().copied().max().unwrap_or(0);
+    let fixture = fixtures::loading_fixture(
+        &large,
+        &large_ids,
+        parents,
+        scale.loading_few_children,
+        scale.loading_many_children,
+    )
+    .await?;
+
+    section("1. ORM against raw sqlx");
+    let orm_vs_raw = orm_vs_raw::run(&large, &large_ids, &scale).await?;
+
+    section("2-3. last 10 messages: service, HTTP, pgbench");
+    let last10 = last10::run(
+        &small,
+        &small_ids,
+        &large,
+        &large_ids,
+        &scale,
+        &args.pgbench,
+        &args.server_url,
+        &script_dir,
+    )
+    .await?;
+
+    section("4. lazy, joined and select-in loading");
+    let loading = loading::run(&large, &fixture, &scale).await?;
+
+    section("5. place_order under load");
+    let orders = orders::run(&large, &large_ids, &scale).await?;
+
+    section("6. export (child process)");
+    let export = export::run(&large.url).await?;
+
+    section("7. bulk inserts");
+    let bulk = bulk::run(&large, &large_ids, &scale).await?;
+
+    section("results");
+    let targets = report::targets(&last10, &loading, &orders, &export);
+    for target in &targets {
+        let verdict = match target.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        println!(
+            "  {verdict:>12}: {} ({})",
+            target.target,
+            target.measured.as_deref().unwrap_or("-")
+        );
+    }
+    let results = Results {
+        machine,
+        scale,
+        seeds: Seeds {
+            small: small.seed.clone(),
+            large: large.seed.clone(),
+        },
+        orm_vs_raw,
+        last10,
+        loading,
+        orders,
+        export,
+        bulk,
+        targets,
+    };
+    report::write_json(&results, &args.out.join("results.json"))?;
+    charts::loading(&results.loading, &args.out.join("loading.svg"))?;
+    charts::throughput(&results.last10, &args.out.join("throughput.svg"))?;
+    let chart_link = chart_link(&doc, &args.out);
+    report::write_markdown(&results, &doc, &chart_link)?;
+    let _ = std::fs::remove_dir_all(&script_dir);
+    small.plain.close_by_ref().await?;
+    large.plain.close_by_ref().await?;
+    println!(
+        "  wrote {}, loading.svg, throughput.svg and {}",
+        args.out.join("results.json").display(),
+        doc.display()
+    );
+    Ok(())
+}
+
+/// The charts' directory as the Markdown file links it: relative when the file sits beside it.
+fn chart_link(doc: &std::path::Path, out: &std::path::Path) -> String {
+    match (doc.parent(), out.parent(), out.file_name()) {
+        (Some(doc_dir), Some(out_dir), Some(name)) if doc_dir == out_dir => {
+            name.to_string_lossy().into_owned()
+        }
+        _ => out.display().to_string(),
+    }
+}

@@ -1,0 +1,395 @@
+//! Section 1: each canonical query of `service::compare` through SeaORM and through raw sqlx,
+//! with the same SQL text and bound values the service's raw side uses, on the same pool.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use rust_decimal::Decimal;
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use service::compare::{
+    self, CONVERSATIONS_WITH_LAST_MESSAGE_SQL, CaseInputs, ConversationWithLastMessage,
+    GUARDED_UPDATE_SQL, GuardedUpdate, LAST_MESSAGES_SQL, MessageWithSender, ORDER_LINES_SQL,
+    OrderLine, PRODUCT_SEARCH_SQL, ProductHit, Spender,
+};
+use sqlx::PgPool;
+
+use crate::{
+    fixtures,
+    setup::{BenchDatabase, SeededIds},
+    stats::{LatencySummary, Samples, ratio},
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CaseFigures {
+    pub(crate) case: &'static str,
+    pub(crate) iterations: usize,
+    pub(crate) orm: LatencySummary,
+    pub(crate) raw_sqlx: LatencySummary,
+    /// ORM median ÷ raw median.
+    pub(crate) orm_over_raw_median: f64,
+    pub(crate) rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OrmVsRaw {
+    pub(crate) inputs: InputsShown,
+    pub(crate) cases: Vec<CaseFigures>,
+}
+
+/// The inputs, as chosen from the large database.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct InputsShown {
+    pub(crate) conversation_id: i64,
+    pub(crate) conversation_messages: i64,
+    pub(crate) user_id: i64,
+    pub(crate) user_conversations: i64,
+    pub(crate) search_pattern: String,
+    pub(crate) order_id: i64,
+    pub(crate) buyer_ids: Vec<i64>,
+    pub(crate) product_in_stock: i64,
+}
+
+/// Picks real inputs: the seeded conversation with the most messages, the seeded user in the
+/// most conversations, an order with several lines, buyers with paid orders (placing a few
+/// orders first when the database has none), and a product whose stock is known.
+async fn choose_inputs(db: &BenchDatabase, ids: &SeededIds) -> anyhow::Result<InputsShown> {
+    let pool = db.pool();
+    let (conversation_id, conversation_messages): (i64, i64) = sqlx::query_as(
+        "SELECT m.conversation_id, COUNT(*) FROM messages m \
+         WHERE m.conversation_id = ANY($1) \
+         GROUP BY m.conversation_id ORDER BY COUNT(*) DESC, m.conversation_id LIMIT 1",
+    )
+    .bind(&ids.conversations)
+    .fetch_one(pool)
+    .await
+    .context("choosing a conversation with many messages")?;
+    let (user_id, user_conversations): (i64, i64) = sqlx::query_as(
+        "SELECT p.user_id, COUNT(*) FROM conversation_participants p \
+         WHERE p.conversation_id = ANY($1) \
+         GROUP BY p.user_id ORDER BY COUNT(*) DESC, p.user_id LIMIT 1",
+    )
+    .bind(&ids.conversations)
+    .fetch_one(pool)
+    .await
+    .context("choosing a user in many conversations")?;
+
+    let buyers = fixtures::compare_buyers(ids);
+    fixtures::ensure_compare_orders(db, ids).await?;
+    let order_id: i64 = sqlx::query_scalar(
+        "SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id \
+         WHERE o.buyer_id = ANY($1) GROUP BY o.id ORDER BY COUNT(*) DESC, o.id LIMIT 1",
+    )
+    .bind(&buyers)
+    .fetch_one(pool)
+    .await
+    .context("choosing an order with several lines")?;
+
+    let product_in_stock = fixtures::compare_product(ids)?;
+    // A known stock: 3 can be taken, a million cannot.
+    sqlx::query("UPDATE inventory SET quantity = $1 WHERE product_id = $2")
+        .bind(500_i32)
+        .bind(product_in_stock)
+        .execute(pool)
+        .await?;
+
+    let name: String = sqlx::query_scalar("SELECT name FROM products WHERE id = $1")
+        .bind(ids.products.first().copied().unwrap_or_default())
+        .fetch_one(pool)
+        .await?;
+    // "Lamp 0" → "Lamp %": a tenth of the seeded products share the word, more than the
+    // limit of 5, so the sort and the limit do work.
+    let word = name.split_whitespace().next().unwrap_or("Lamp");
+    Ok(InputsShown {
+        conversation_id,
+        conversation_messages,
+        user_id,
+        user_conversations,
+        search_pattern: format!("{word} %"),
+        order_id,
+        buyer_ids: buyers,
+        product_in_stock,
+    })
+}
+
+fn case_inputs(shown: &InputsShown) -> CaseInputs {
+    CaseInputs {
+        conversation_id: shown.conversation_id,
+        user_id: shown.user_id,
+        search_pattern: shown.search_pattern.clone(),
+        order_id: shown.order_id,
+        buyer_ids: shown.buyer_ids.clone(),
+        product_in_stock: shown.product_in_stock,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw sqlx side: the service's SQL text, bound the same way, mapped by hand.
+
+async fn last_messages_sqlx(
+    pool: &PgPool,
+    input: &CaseInputs,
+) -> anyhow::Result<Vec<MessageWithSender>> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(LAST_MESSAGES_SQL)
+        .bind(input.conversation_id)
+        .bind(10_i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, body, sender)| MessageWithSender { id, body, sender })
+        .collect())
+}
+
+async fn conversations_sqlx(
+    pool: &PgPool,
+    input: &CaseInputs,
+) -> anyhow::Result<Vec<ConversationWithLastMessage>> {
+    let rows: Vec<(i64, String, Option<i64>, Option<String>)> =
+        sqlx::query_as(CONVERSATIONS_WITH_LAST_MESSAGE_SQL)
+            .bind(input.user_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(conversation_id, title, last_message_id, last_message)| {
+            ConversationWithLastMessage {
+                conversation_id,
+                title,
+                last_message_id,
+                last_message,
+            }
+        })
+        .collect())
+}
+
+async fn product_search_sqlx(pool: &PgPool, input: &CaseInputs) -> anyhow::Result<Vec<ProductHit>> {
+    let rows: Vec<(i64, String, Decimal)> = sqlx::query_as(PRODUCT_SEARCH_SQL)
+        .bind(&input.search_pattern)
+        .bind(5_i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, price)| ProductHit { id, name, price })
+        .collect())
+}
+
+type OrderLineRow = (i64, String, i32, i64, String, i32, Decimal);
+
+async fn order_lines_sqlx(pool: &PgPool, input: &CaseInputs) -> anyhow::Result<Vec<OrderLine>> {
+    let rows: Vec<OrderLineRow> = sqlx::query_as(ORDER_LINES_SQL)
+        .bind(input.order_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(order_id, status, position, product_id, product_name, quantity, unit_price)| {
+                OrderLine {
+                    order_id,
+                    status,
+                    position,
+                    product_id,
+                    product_name,
+                    quantity,
+                    unit_price,
+                }
+            },
+        )
+        .collect())
+}
+
+async fn spenders_sqlx(pool: &PgPool, input: &CaseInputs) -> anyhow::Result<Vec<Spender>> {
+    // Built from the buyer count only (one placeholder each), never from values.
+    let sql = sqlx::AssertSqlSafe(compare::spenders_sql(input.buyer_ids.len()));
+    let mut query = sqlx::query_as::<_, (i64, String, i64, Decimal)>(sql)
+        .bind("paid")
+        .bind(2_i64);
+    for buyer in &input.buyer_ids {
+        query = query.bind(*buyer);
+    }
+    let rows = query.fetch_all(pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, username, order_count, total_spent)| Spender {
+            user_id,
+            username,
+            order_count,
+            total_spent,
+        })
+        .collect())
+}
+
+/// Both updates in one transaction that is rolled back, as the ORM side does.
+async fn guarded_update_sqlx(pool: &PgPool, input: &CaseInputs) -> anyhow::Result<GuardedUpdate> {
+    let mut txn = pool.begin().await?;
+    let mut affected = [0_u64; 2];
+    for (slot, quantity) in affected.iter_mut().zip([3_i32, 1_000_000]) {
+        *slot = sqlx::query(GUARDED_UPDATE_SQL)
+            .bind(quantity)
+            .bind(input.product_in_stock)
+            .execute(&mut *txn)
+            .await?
+            .rows_affected();
+    }
+    txn.rollback().await?;
+    Ok(GuardedUpdate {
+        affected_when_in_stock: affected[0],
+        affected_when_short: affected[1],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing.
+
+/// Checks both sides agree once, warms up, then interleaves `iterations` of each.
+async fn measure<T, FO, FutO, FR, FutR>(
+    case: &'static str,
+    iterations: usize,
+    warmup: usize,
+    orm: FO,
+    raw: FR,
+    rows: impl Fn(&T) -> usize,
+) -> anyhow::Result<CaseFigures>
+where
+    T: PartialEq + std::fmt::Debug,
+    FO: Fn() -> FutO,
+    FutO: Future<Output = anyhow::Result<T>>,
+    FR: Fn() -> FutR,
+    FutR: Future<Output = anyhow::Result<T>>,
+{
+    let orm_result = orm().await.with_context(|| format!("{case}: ORM side"))?;
+    let raw_result = raw().await.with_context(|| format!("{case}: raw side"))?;
+    if orm_result != raw_result {
+        bail!(
+            "{case}: the ORM and raw sqlx returned different results:\nORM: {orm_result:?}\nraw: {raw_result:?}"
+        );
+    }
+    for _ in 0..warmup {
+        orm().await?;
+        raw().await?;
+    }
+    let mut orm_samples = Samples::with_capacity(iterations);
+    let mut raw_samples = Samples::with_capacity(iterations);
+    for i in 0..iterations {
+        // Alternating which side goes first cancels any effect of running second.
+        if i % 2 == 0 {
+            let started = Instant::now();
+            orm().await?;
+            orm_samples.push(started.elapsed());
+            let started = Instant::now();
+            raw().await?;
+            raw_samples.push(started.elapsed());
+        } else {
+            let started = Instant::now();
+            raw().await?;
+            raw_samples.push(started.elapsed());
+            let started = Instant::now();
+            orm().await?;
+            orm_samples.push(started.elapsed());
+        }
+    }
+    let orm = orm_samples.summary();
+    let raw_sqlx = raw_samples.summary();
+    let figures = CaseFigures {
+        case,
+        iterations,
+        orm,
+        raw_sqlx,
+        orm_over_raw_median: ratio(orm.p50_us as f64, raw_sqlx.p50_us as f64),
+        rows: rows(&orm_result),
+    };
+    println!(
+        "  {case}: ORM p50 {} µs, raw p50 {} µs, ratio {:.2}",
+        orm.p50_us, raw_sqlx.p50_us, figures.orm_over_raw_median
+    );
+    Ok(figures)
+}
+
+pub(crate) async fn run(
+    db: &BenchDatabase,
+    ids: &SeededIds,
+    scale: &crate::scale::Scale,
+) -> anyhow::Result<OrmVsRaw> {
+    let shown = choose_inputs(db, ids).await?;
+    let input = case_inputs(&shown);
+    let orm_db: &DatabaseConnection = &db.plain;
+    let pool = db.pool();
+    let fast = scale.compare_iterations;
+    let slow = scale.compare_iterations_slow;
+    let warmup = scale.compare_warmup;
+    let mut cases = Vec::new();
+
+    cases.push(
+        measure(
+            "last_messages",
+            fast,
+            warmup,
+            || async { Ok(compare::last_messages_orm(orm_db, &input).await?) },
+            || last_messages_sqlx(pool, &input),
+            Vec::len,
+        )
+        .await?,
+    );
+    // A user's conversations with their last message reads one MAX per conversation: slower.
+    cases.push(
+        measure(
+            "conversations_with_last_message",
+            slow,
+            warmup,
+            || async { Ok(compare::conversations_with_last_message_orm(orm_db, &input).await?) },
+            || conversations_sqlx(pool, &input),
+            Vec::len,
+        )
+        .await?,
+    );
+    cases.push(
+        measure(
+            "product_search",
+            slow,
+            warmup,
+            || async { Ok(compare::product_search_orm(orm_db, &input).await?) },
+            || product_search_sqlx(pool, &input),
+            Vec::len,
+        )
+        .await?,
+    );
+    cases.push(
+        measure(
+            "order_lines",
+            fast,
+            warmup,
+            || async { Ok(compare::order_lines_orm(orm_db, &input).await?) },
+            || order_lines_sqlx(pool, &input),
+            Vec::len,
+        )
+        .await?,
+    );
+    cases.push(
+        measure(
+            "spenders",
+            fast,
+            warmup,
+            || async { Ok(compare::spenders_orm(orm_db, &input).await?) },
+            || spenders_sqlx(pool, &input),
+            Vec::len,
+        )
+        .await?,
+    );
+    cases.push(
+        measure(
+            "guarded_update",
+            fast,
+            warmup,
+            || async { Ok(compare::guarded_update_orm(orm_db, &input).await?) },
+            || guarded_update_sqlx(pool, &input),
+            |_| 1,
+        )
+        .await?,
+    );
+    Ok(OrmVsRaw {
+        inputs: shown,
+        cases,
+    })
+}
