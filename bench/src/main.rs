@@ -34,7 +34,7 @@ use url::Url;
 use crate::{
     report::{Results, Seeds},
     scale::{Scale, ScaleName},
-    setup::{LARGE_SUFFIX, SMALL_SUFFIX, database_name},
+    setup::{LARGE_SUFFIX, LOADING_SUFFIX, SMALL_SUFFIX, database_name},
 };
 
 #[derive(Debug, Parser)]
@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             database_prefix,
         } => {
             setup::check_prefix(&database_prefix)?;
-            for suffix in [SMALL_SUFFIX, LARGE_SUFFIX] {
+            for suffix in [SMALL_SUFFIX, LARGE_SUFFIX, LOADING_SUFFIX] {
                 setup::drop_database(&server_url, &database_name(&database_prefix, suffix)).await?;
             }
             Ok(())
@@ -138,8 +138,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         setup::prepare(&args.server_url, &small_name, scale.small_seed, args.reseed).await?;
     let large =
         setup::prepare(&args.server_url, &large_name, scale.large_seed, args.reseed).await?;
+    let loading_db = setup::prepare(
+        &args.server_url,
+        &database_name(&args.database_prefix, LOADING_SUFFIX),
+        scale.small_seed,
+        args.reseed,
+    )
+    .await?;
     let small_ids = setup::seeded_ids(&small).await?;
     let large_ids = setup::seeded_ids(&large).await?;
+    let loading_ids = setup::seeded_ids(&loading_db).await?;
     let machine = machine::describe(large.pool()).await?;
     println!(
         "  machine: {} ({} cores), PostgreSQL {}, {} build, scale {:?}",
@@ -153,8 +161,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     section("4. loading fixtures");
     let parents = scale.loading_parents.iter().copied().max().unwrap_or(0);
     let fixture = fixtures::loading_fixture(
-        &large,
-        &large_ids,
+        &loading_db,
+        &loading_ids,
         parents,
         scale.loading_few_children,
         scale.loading_many_children,
@@ -178,7 +186,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
 
     section("4. lazy, joined and select-in loading");
-    let loading = loading::run(&large, &fixture, &scale).await?;
+    let loading = loading::run(&loading_db, &fixture, &scale).await?;
 
     section("5. place_order under load");
     let orders = orders::run(&large, &large_ids, &scale).await?;
@@ -226,6 +234,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&script_dir);
     small.plain.close_by_ref().await?;
     large.plain.close_by_ref().await?;
+    loading_db.plain.close_by_ref().await?;
     println!(
         "  wrote {}, loading.svg, throughput.svg and {}",
         args.out.join("results.json").display(),

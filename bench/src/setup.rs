@@ -25,6 +25,9 @@ pub(crate) const DEFAULT_DATABASE_PREFIX: &str = "mercado_bench";
 pub(crate) const SMALL_SUFFIX: &str = "small";
 /// Suffix of the database seeded at the chosen scale.
 pub(crate) const LARGE_SUFFIX: &str = "large";
+/// The database of the loading fixtures, seeded like the small one: kept apart so that the
+/// large one holds exactly the seeded messages (the last-10 and export figures are about them).
+pub(crate) const LOADING_SUFFIX: &str = "loading";
 /// The marker that says a database holds a completed seed of given sizes.
 const SEED_MARKER_KEY: &str = "seed";
 /// Fixed, so that two seeds of the same sizes hold the same content.
