@@ -4,8 +4,7 @@
 
 use anyhow::{Context, bail};
 use chrono::{SubsecRound, Utc};
-use entity::{api_tokens, conversations};
-use rand::RngCore;
+use entity::conversations;
 use rust_decimal::Decimal;
 use sea_orm::Set;
 use serde::{Deserialize, Serialize};
@@ -13,7 +12,6 @@ use service::{
     bulk::{NewMessageRow, copy_messages, insert_chunked},
     domain::orders::{OrderLines, PlaceOrder, Quantity},
 };
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::setup::{BenchDatabase, SeededIds, read_marker, write_marker};
@@ -124,32 +122,13 @@ pub(crate) async fn ensure_compare_orders(
     Ok(())
 }
 
-/// Issues a fresh API token to each user, the way registration does: 32 random bytes as hex,
-/// of which only the SHA-256 hex digest is stored. Returns `(user_id, token)`.
+/// Issues a fresh API token to each user, through the service (as registration does).
+/// Returns `(user_id, token)`.
 pub(crate) async fn issue_tokens(
     db: &BenchDatabase,
     users: &[i64],
 ) -> anyhow::Result<Vec<(i64, String)>> {
-    let now = Utc::now().trunc_subsecs(6).fixed_offset();
-    let issued: Vec<(i64, String)> = users
-        .iter()
-        .map(|&user| {
-            let mut bytes = [0_u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
-            (user, hex::encode(bytes))
-        })
-        .collect();
-    let models = issued
-        .iter()
-        .map(|(user, token)| api_tokens::ActiveModel {
-            user_id: Set(*user),
-            token_hash: Set(hex::encode(Sha256::digest(token.as_bytes()))),
-            created_at: Set(now),
-            ..Default::default()
-        })
-        .collect();
-    insert_chunked(&db.plain, models).await?;
-    Ok(issued)
+    Ok(service::ops::users::issue_tokens(&db.plain, users).await?)
 }
 
 /// The loading fixtures: `parents` conversations with `few` messages each, and `parents` with

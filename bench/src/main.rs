@@ -1,5 +1,5 @@
 //! `mercado-bench`: Mercado's benchmark harness. In one run on a PostgreSQL server it creates,
-//! migrates and seeds two databases, then measures the ORM against raw sqlx on the same pool,
+//! migrates and seeds three databases (small, large, and one for the loading fixtures), then measures the ORM against raw sqlx on the same pool,
 //! the last-10-messages read through the service layer, the HTTP API and pgbench at several
 //! concurrencies, lazy/joined/select-in loading, `place_order` under contention, the streaming
 //! export's speed and memory, and the bulk-insert paths; it writes `results.json`, two SVG
@@ -198,7 +198,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bulk = bulk::run(&large, &large_ids, &scale).await?;
 
     section("results");
-    let targets = report::targets(&last10, &loading, &orders, &export);
+    let targets = report::targets(&orm_vs_raw, &last10, &loading, &orders, &export);
     for target in &targets {
         let verdict = match target.met {
             Some(true) => "met",

@@ -112,7 +112,11 @@ fn the_harness_runs_end_to_end_at_a_tiny_scale_and_writes_every_section() {
     assert!(number(&results, "/export/rows") > 0.0);
     assert!(number(&results, "/export/peak_rss_mib") > 0.0);
     assert_eq!(non_empty_array(&results, "/bulk/paths").len(), 4);
-    assert_eq!(non_empty_array(&results, "/targets").len(), 6);
+    assert_eq!(
+        non_empty_array(&results, "/targets").len(),
+        12,
+        "six ORM cases and six more"
+    );
     assert!(results.pointer("/machine/cpu_model").is_some());
 
     let svg = std::fs::read_to_string(out.join("throughput.svg")).expect("the chart is readable");

@@ -69,6 +69,24 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// Issues a new API token to each of these existing users, as registration does, in chunked
+/// multi-row inserts: for tooling that gives seeded users credentials (the benchmark's HTTP
+/// callers). Returns `(user_id, token)`; only the tokens' hashes are stored. Pass a transaction
+/// to make it all or nothing.
+pub async fn issue_tokens<C: ConnectionTrait>(
+    db: &C,
+    user_ids: &[i64],
+) -> Result<Vec<(i64, String)>, ServiceError> {
+    let now = super::now();
+    let issued: Vec<(i64, String)> = user_ids.iter().map(|&id| (id, new_token())).collect();
+    let rows = issued
+        .iter()
+        .map(|(user_id, token)| repo::users::token_row(*user_id, token_hash(token), now))
+        .collect();
+    crate::bulk::insert_chunked(db, rows).await?;
+    Ok(issued)
+}
+
 /// The only form of a token the database ever sees.
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

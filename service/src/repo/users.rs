@@ -48,20 +48,29 @@ pub async fn insert<C: ConnectionTrait>(
 }
 
 /// Stores the SHA-256 hex digest of a token issued to `user_id`.
+/// The `api_tokens` row for a token's hash, to insert one by one or in bulk.
+pub fn token_row(
+    user_id: i64,
+    token_hash: String,
+    created_at: DateTime<FixedOffset>,
+) -> api_tokens::ActiveModel {
+    api_tokens::ActiveModel {
+        user_id: Set(user_id),
+        token_hash: Set(token_hash),
+        created_at: Set(created_at),
+        ..Default::default()
+    }
+}
+
 pub async fn insert_token_hash<C: ConnectionTrait>(
     db: &C,
     user_id: i64,
     token_hash: &str,
     created_at: DateTime<FixedOffset>,
 ) -> Result<(), DbErr> {
-    api_tokens::Entity::insert(api_tokens::ActiveModel {
-        user_id: Set(user_id),
-        token_hash: Set(token_hash.to_owned()),
-        created_at: Set(created_at),
-        ..Default::default()
-    })
-    .exec(db)
-    .await?;
+    api_tokens::Entity::insert(token_row(user_id, token_hash.to_owned(), created_at))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
