@@ -122,15 +122,6 @@ pub(crate) async fn ensure_compare_orders(
     Ok(())
 }
 
-/// Issues a fresh API token to each user, through the service (as registration does).
-/// Returns `(user_id, token)`.
-pub(crate) async fn issue_tokens(
-    db: &BenchDatabase,
-    users: &[i64],
-) -> anyhow::Result<Vec<(i64, String)>> {
-    Ok(service::ops::users::issue_tokens(&db.plain, users).await?)
-}
-
 /// The loading fixtures: `parents` conversations with `few` messages each, and `parents` with
 /// `many` each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

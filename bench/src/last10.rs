@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::{
-    fixtures,
     load::{LoadFigures, run_for},
     pgbench::{PgbenchResult, PgbenchRun},
     scale::Scale,
@@ -423,7 +422,7 @@ pub(crate) async fn run(
     let mut users: Vec<i64> = pairs.iter().map(|&(_, user)| user).collect();
     users.sort_unstable();
     users.dedup();
-    let tokens = fixtures::issue_tokens(large, &users).await?;
+    let tokens = service::ops::users::issue_tokens(&large.plain, &users).await?;
     let callers: Arc<Vec<Caller>> = Arc::new(
         pairs
             .iter()

@@ -35,6 +35,23 @@ backend_tests! {
         Ok(())
     }
 
+    async fn tokens_issued_to_existing_users_authenticate_each_as_its_own_user(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let ann = register(&db.conn, "ann").await?.user;
+        let bob = register(&db.conn, "bob").await?.user;
+
+        let issued = ops::users::issue_tokens(&db.conn, &[ann.id, bob.id]).await?;
+
+        assert_eq!(issued.len(), 2);
+        assert_ne!(issued[0].1, issued[1].1);
+        for ((user_id, token), user) in issued.iter().zip([&ann, &bob]) {
+            assert_eq!(*user_id, user.id);
+            assert_eq!(&authenticate(&db.conn, token).await?, user);
+        }
+        Ok(())
+    }
+
     async fn the_display_name_defaults_to_the_username(db: TestDb) -> anyhow::Result<()> {
         let registered = register(&db.conn, "Bob_the-builder").await?;
         assert_eq!(registered.user.display_name, "Bob_the-builder");

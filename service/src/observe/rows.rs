@@ -174,11 +174,17 @@ impl SqlxQueryFields {
     }
 }
 
+/// Runs for every statement: searched without allocating an upper-cased copy.
+const RETURNING: &[u8] = b" RETURNING ";
+
 fn yields_rows(sql: &str) -> bool {
     let first_word = sql.split_whitespace().next().unwrap_or_default();
     first_word.eq_ignore_ascii_case("SELECT")
         || first_word.eq_ignore_ascii_case("WITH")
-        || sql.to_ascii_uppercase().contains(" RETURNING ")
+        || sql
+            .as_bytes()
+            .windows(RETURNING.len())
+            .any(|window| window.eq_ignore_ascii_case(RETURNING))
 }
 
 #[cfg(test)]
