@@ -1,5 +1,5 @@
 //! `mercado seed` and `mercado export`: filling a database with a sized data set, and streaming
-//! its messages out as NDJSON. The work is done by `service::seed` and `service::export`; this
+//! its messages out as NDJSON. The work is done by `mercado_lab::seed` and `service::export`; this
 //! module only reports progress and results.
 
 use std::path::PathBuf;
@@ -7,12 +7,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use mercado_lab::seed::{SeedSizes, seed};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
-use service::{
-    export::{ExportScope, export_messages},
-    seed::{SeedSizes, seed},
-};
+use service::export::{ExportScope, export_messages};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 #[derive(Debug, Args)]

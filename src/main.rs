@@ -3,7 +3,6 @@
 //! crates. It may depend on every crate of the workspace; none depends on it.
 
 mod data_cli;
-mod demo_data;
 mod observe_cli;
 mod settings;
 mod telemetry;
@@ -109,8 +108,8 @@ async fn main() -> anyhow::Result<()> {
     let mut db = service::db::connect(&database).await?;
     // Before the connection is cloned anywhere: clones taken earlier would not log or capture.
     let observe =
-        service::ops::observe_config().with_slow_threshold(cli.settings.log.sql_slow_threshold);
-    service::observe::install(&mut db, observe);
+        api::sql_scope::observe_config().with_slow_threshold(cli.settings.log.sql_slow_threshold);
+    sql_observe::install(&mut db, observe);
 
     match cli.command.unwrap_or_default() {
         Command::Serve(args) => serve(db, &cli.settings, args).await,
@@ -131,18 +130,18 @@ async fn serve(db: DatabaseConnection, settings: &Settings, args: ServeArgs) -> 
         .await
         .with_context(|| format!("listening on {address}"))?;
     let local = listener.local_addr()?;
-    let base = demo_data::base_url(local);
+    let base = mercado_lab::demo_data::base_url(local);
     if args.no_demo_data {
         let why = "No demo data (--no-demo-data).";
-        println!("{}", demo_data::how_to_get_a_token(why, &base));
-    } else if demo_data::is_empty(&db).await? {
-        let demo = demo_data::load(&db)
+        println!("{}", mercado_lab::demo_data::how_to_get_a_token(why, &base));
+    } else if mercado_lab::demo_data::is_empty(&db).await? {
+        let demo = mercado_lab::demo_data::load(&db)
             .await
             .context("loading the demo data set")?;
-        println!("{}", demo_data::welcome(&demo, &base));
+        println!("{}", mercado_lab::demo_data::welcome(&demo, &base));
     } else {
         let why = "The database already has users, so no demo data was loaded.";
-        println!("{}", demo_data::how_to_get_a_token(why, &base));
+        println!("{}", mercado_lab::demo_data::how_to_get_a_token(why, &base));
     }
     tracing::info!("serving on http://{local}");
     let state = api::AppState::new(db.clone(), settings.server.to_api_settings());

@@ -1,15 +1,15 @@
-//! `mercado demo` and `mercado compare`: run `service::loading` and `service::compare` and print
+//! `mercado demo` and `mercado compare`: run `mercado_lab::loading` and `mercado_lab::compare` and print
 //! what they found, for people (text) or for tools (`--json`). Nothing here talks to the
 //! database except through those modules.
 
 use anyhow::{Context, bail};
-use migration::{Migrator, MigratorTrait};
-use sea_orm::{DatabaseConnection, DbBackend};
-use service::{
+use mercado_lab::{
     compare::{self, CompareReport, SideReport},
     loading::{self, DemoReport},
-    observe::CapturedStatement,
 };
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{DatabaseConnection, DbBackend};
+use sql_observe::CapturedStatement;
 
 /// Demo and compare need the whole schema: SQLite is migrated here as at start-up; elsewhere
 /// pending migrations are refused with the command that applies them.

@@ -11,7 +11,7 @@ pub(crate) fn init(log: &LogArgs) -> anyhow::Result<()> {
     };
     // The filter is the printer's alone: the row-count layer must see sqlx's TRACE events
     // whatever RUST_LOG says.
-    let registry = tracing_subscriber::registry().with(service::observe::row_count_layer());
+    let registry = tracing_subscriber::registry().with(sql_observe::row_count_layer());
     // Logs go to stderr: stdout is for what a command prints (`mercado demo --json | jq`).
     match log.log_format {
         LogFormat::Text => registry

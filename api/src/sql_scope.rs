@@ -1,4 +1,4 @@
-//! Each request is one SQL scope of the capture layer ([`service::observe`]): every statement it
+//! Each request is one SQL scope of the capture layer ([`sql_observe`]): every statement it
 //! runs is counted, and the response says so.
 //!
 //! * `x-query-count`: how many statements serving the request sent (`0` for `/healthz`);
@@ -13,9 +13,9 @@
 //! `<METHOD> (no route)`. The layer sits outside the timeout and the panic handler, so a 503 or
 //! a 500 carries the headers too, counting what ran before the request was cut short.
 //!
-//! The statements are those of the connection's capture, installed with
-//! [`service::observe::install`] before the connection went into [`crate::AppState`]; without
-//! it, every count is 0.
+//! The statements are those of the connection's capture, installed with [`sql_observe::install`]
+//! and [`observe_config`] before the connection went into [`crate::AppState`]; without it, every
+//! count is 0.
 
 use axum::{
     extract::{MatchedPath, Request},
@@ -23,7 +23,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use service::observe::{self, Scope, ScopeReport};
+use sql_observe::{self as observe, ObserveConfig, SafelistEntry, Scope, ScopeReport};
 
 /// The number of statements the request sent.
 pub const QUERY_COUNT: HeaderName = HeaderName::from_static("x-query-count");
@@ -31,6 +31,24 @@ pub const QUERY_COUNT: HeaderName = HeaderName::from_static("x-query-count");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 /// The worst N+1 pattern the request ran, when it ran one.
 pub const N_PLUS_ONE: HeaderName = HeaderName::from_static("x-n-plus-one");
+
+/// The capture configuration Mercado runs under: statements logged on `mercado::sql`, call
+/// sites named in Mercado's crates, API token hashes never shown, and the statements the
+/// service repeats on purpose ([`service::ops::INTENDED_REPEATS`]) safelisted with their
+/// reasons. The binary, the benchmarks and the end-to-end tests install exactly this.
+pub fn observe_config() -> ObserveConfig {
+    let config = ObserveConfig::default()
+        .log_to(sql_observe::tracing_log!("mercado::sql"))
+        .with_secret_column("token_hash");
+    let config = ["service", "api", "mercado", "mercado_lab"]
+        .into_iter()
+        .fold(config, ObserveConfig::with_own_crate);
+    service::ops::INTENDED_REPEATS
+        .iter()
+        .fold(config, |config, (fingerprint, reason)| {
+            config.safelist(SafelistEntry::new(*fingerprint, *reason))
+        })
+}
 
 /// The middleware: runs the rest of the stack as one request scope and reports on the response.
 pub(crate) async fn record(request: Request, next: Next) -> Response {

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::anyhow;
+use mercado_lab::loading::Strategy;
 use plotters::prelude::*;
-use service::loading::Strategy;
 
 use crate::{last10::Last10, loading::Loading};
 

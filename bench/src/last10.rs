@@ -10,10 +10,8 @@ use std::{
 
 use anyhow::Context;
 use serde::Serialize;
-use service::{
-    domain::chat::MessageLimit,
-    observe::{self, Scope},
-};
+use service::domain::chat::MessageLimit;
+use sql_observe::{self as observe, Scope};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -31,7 +29,7 @@ pub(crate) const TAKE_STOCK_SCRIPT: &str = include_str!("../../scripts/pgbench/t
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Last10 {
-    /// The statements the service sent for one call, as captured by `service::observe`.
+    /// The statements the service sent for one call, as captured by `sql_observe`.
     pub(crate) statements: Vec<String>,
     /// The statement of `repo::products::take_stock`, captured the same way.
     pub(crate) take_stock_statements: Vec<String>,

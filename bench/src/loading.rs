@@ -1,8 +1,8 @@
 //! Section 4: lazy, joined and select-in loading of conversations with their messages and
-//! senders (`service::loading::threads_*`), for growing parent counts and two child counts.
+//! senders (`mercado_lab::loading::threads_*`), for growing parent counts and two child counts.
 //!
 //! Statements are counted twice over SeaORM's metric callback on a dedicated pool: by
-//! `service::observe` inside a scope (what the application's capture sees) and by a bare
+//! `sql_observe` inside a scope (what the application's capture sees) and by a bare
 //! counter, which costs nothing per statement and is the one used while timing. The capture
 //! keeps every statement in memory, so cells expected to send more than
 //! [`OBSERVE_COUNT_LIMIT`] statements are counted by the bare counter alone.
@@ -16,12 +16,10 @@ use std::{
 };
 
 use anyhow::bail;
+use mercado_lab::loading::{self, Strategy};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
-use service::{
-    loading::{self, Strategy},
-    observe::{self, DetectorMode, ObserveConfig, Scope},
-};
+use sql_observe::{self as observe, DetectorMode, ObserveConfig, Scope};
 
 use crate::{fixtures::LoadingFixture, scale::Scale, setup::BenchDatabase};
 
@@ -39,7 +37,7 @@ pub(crate) struct LoadingCell {
     pub(crate) parents: usize,
     pub(crate) children_per_parent: usize,
     pub(crate) statements: u64,
-    /// Whether `service::observe` counted too (it agreed with the bare counter, or the run
+    /// Whether `sql_observe` counted too (it agreed with the bare counter, or the run
     /// failed).
     pub(crate) counted_by_observe: bool,
     pub(crate) runs: usize,

@@ -1,17 +1,17 @@
-//! Section 1: each canonical query of `service::compare` through SeaORM and through raw sqlx,
+//! Section 1: each canonical query of `mercado_lab::compare` through SeaORM and through raw sqlx,
 //! with the same SQL text and bound values the service's raw side uses, on the same pool.
 
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rust_decimal::Decimal;
-use sea_orm::DatabaseConnection;
-use serde::Serialize;
-use service::compare::{
+use mercado_lab::compare::{
     self, CONVERSATIONS_WITH_LAST_MESSAGE_SQL, CaseInputs, ConversationWithLastMessage,
     GUARDED_UPDATE_SQL, GuardedUpdate, LAST_MESSAGES_SQL, MessageWithSender, ORDER_LINES_SQL,
     OrderLine, PRODUCT_SEARCH_SQL, ProductHit, Spender,
 };
+use rust_decimal::Decimal;
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{

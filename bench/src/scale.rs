@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
+use mercado_lab::seed::SeedSizes;
 use serde::Serialize;
-use service::seed::SeedSizes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,5 +1,5 @@
 //! The benchmark databases: created when missing, migrated with the real migrations, seeded
-//! once with `service::seed::seed` and reused while their seed marker matches the sizes asked.
+//! once with `mercado_lab::seed::seed` and reused while their seed marker matches the sizes asked.
 //!
 //! Database names are a validated prefix (a constant by default) plus a constant suffix; they
 //! are identifiers, so they cannot be bound and are quoted after validation instead. Every
@@ -9,13 +9,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use mercado_lab::seed::{SeedReport, SeedSizes};
 use migration::MigratorTrait;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
-use service::{
-    db::DatabaseSettings,
-    seed::{SeedReport, SeedSizes},
-};
+use service::db::DatabaseSettings;
 use sqlx::{Connection, PgConnection, PgPool};
 use url::Url;
 
@@ -166,8 +164,8 @@ impl SeedFigures {
 pub(crate) struct BenchDatabase {
     pub(crate) name: String,
     pub(crate) url: Url,
-    /// The application's connection: `service::observe` installed with
-    /// `service::ops::observe_config()`, as the binary does.
+    /// The application's connection: `sql_observe` installed with
+    /// `api::sql_scope::observe_config()`, as the binary does.
     pub(crate) app: DatabaseConnection,
     /// The same pool without the capture callback: for ORM-against-raw timings, where the
     /// capture's per-statement work would be charged to the ORM alone.
@@ -189,7 +187,7 @@ pub(crate) async fn connect_app(
     settings.application_name = "mercado-bench".to_owned();
     let plain = service::db::connect(&settings).await?;
     let mut app = plain.clone();
-    service::observe::install(&mut app, service::ops::observe_config());
+    sql_observe::install(&mut app, api::sql_scope::observe_config());
     Ok((app, plain))
 }
 
@@ -285,7 +283,7 @@ pub(crate) async fn prepare(
             );
             let started = Instant::now();
             let mut last_print = Instant::now();
-            let report = service::seed::seed(&plain, sizes, SEED_VALUE, |progress| {
+            let report = mercado_lab::seed::seed(&plain, sizes, SEED_VALUE, |progress| {
                 if last_print.elapsed().as_secs() >= 5 {
                     last_print = Instant::now();
                     println!(

@@ -135,6 +135,16 @@ pub enum ConnectError {
 
 /// Builds the pool from `settings`. Error messages show the URL only with its password redacted.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
+    connect_with(settings, |_| {}).await
+}
+
+/// [`connect`], letting `configure` adjust the options first: the application uses it to turn
+/// on what its SQL observation needs (`sql_observe::count_rows`), which this crate knows nothing
+/// of.
+pub async fn connect_with(
+    settings: &DatabaseSettings,
+    configure: impl FnOnce(&mut ConnectOptions),
+) -> Result<DatabaseConnection, ConnectError> {
     let url = settings.url.expose_secret();
     let backend = settings
         .backend()
@@ -149,14 +159,12 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .idle_timeout(settings.idle_timeout)
         .max_lifetime(settings.max_lifetime)
         .test_before_acquire_if_idle_for(settings.test_before_acquire_if_idle_for);
-    // Statements are logged by Mercado's own capture (target `mercado::sql`), with their
-    // parameters. sqlx's events are kept only as the source of row counts, at TRACE.
-    crate::observe::count_rows(&mut options);
     if backend == DbBackend::Postgres {
         options
             .statement_timeout(settings.statement_timeout)
             .set_application_name(settings.application_name.clone());
     }
+    configure(&mut options);
     Database::connect(options)
         .await
         .map_err(|error| ConnectError::Unreachable {

@@ -6,16 +6,12 @@
 //! depend on the generated `entity` crate and on SeaORM, never on `api` or the binary.
 
 pub mod bulk;
-pub mod compare;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod export;
-pub mod loading;
-pub mod observe;
 pub mod ops;
 pub mod repo;
 pub mod retry;
-pub mod seed;
 
 pub use error::ServiceError;

@@ -20,13 +20,13 @@ use service::{
         money::Money,
         orders::{IdempotencyKey, OrderStatus, PlaceOrder},
     },
-    observe::{self, Scope, ScopeReport},
     ops::{
         self,
         money::transfer,
         orders::{cancel_order, get_order, list_orders, place_order},
     },
 };
+use sql_observe::{self as observe, ObserveConfig, SafelistEntry, Scope, ScopeReport};
 
 /// A shop: a buyer with 100.00 and two sellers, each with one product.
 struct Shop {
@@ -278,7 +278,11 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let mut conn = db.conn.clone();
-        observe::install(&mut conn, ops::observe_config());
+        // The service's own safelist, as the application installs it.
+        let config = ops::INTENDED_REPEATS.iter().fold(ObserveConfig::default(), |config, (fingerprint, reason)| {
+            config.safelist(SafelistEntry::new(*fingerprint, *reason))
+        });
+        observe::install(&mut conn, config);
         let buyer = user_with(&conn, "many_buyer", "1000").await?;
         let updates_of = |report: &ScopeReport, table: &str| {
             let prefix = format!("UPDATE \"{table}\"");

@@ -5,8 +5,8 @@
 //! [`backend_tests!`] runs on every configured backend: SQLite always, PostgreSQL when
 //! `TEST_POSTGRES_URL` names a server. Without it the PostgreSQL runs are reported by the test
 //! runner as *ignored*, with the reason, never as passed. Tests are silent unless `TEST_LOG` is
-//! set. This crate depends on the migration crate and SeaORM only, so every other crate can use
-//! it as a dev-dependency.
+//! set. This crate depends on the migration crate, SeaORM and `sql-observe` only (not on
+//! `service`), so every other crate can use it as a dev-dependency.
 //!
 //! The ignore switch is a `cfg(mercado_postgres)` that each test-hosting crate's `build.rs` sets
 //! when `TEST_POSTGRES_URL` is present at build time (see [`POSTGRES_URL_VAR`]).
@@ -83,7 +83,7 @@ pub fn init_tracing() {
             .with_test_writer()
             .with_filter(filter);
         let _ = tracing_subscriber::registry()
-            .with(service::observe::row_count_layer())
+            .with(sql_observe::row_count_layer())
             .with(printer)
             .try_init();
     });
@@ -160,7 +160,7 @@ async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     options
         .max_connections(10)
         .acquire_timeout(Duration::from_secs(30));
-    service::observe::count_rows(&mut options);
+    sql_observe::count_rows(&mut options);
     Database::connect(options)
         .await
         .with_context(|| format!("connecting to the {} test database", scheme(url)))

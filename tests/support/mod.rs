@@ -43,7 +43,7 @@ impl TestApp {
         // As the binary does: the capture on the app's own clone of the pool, so every request
         // is counted (`x-query-count`) and the test's own arrangement on `db.conn` is not.
         let mut conn = db.conn.clone();
-        service::observe::install(&mut conn, service::ops::observe_config());
+        sql_observe::install(&mut conn, api::sql_scope::observe_config());
         let state = AppState::new(conn, settings);
         let app = api::app_with_routes(state, extra);
         let (shutdown, stopped) = oneshot::channel::<()>();

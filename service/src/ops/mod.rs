@@ -8,23 +8,18 @@ pub mod orders;
 pub mod products;
 pub mod users;
 
-use crate::observe::{ObserveConfig, SafelistEntry};
-
-/// The capture configuration these operations are meant to run under: the defaults, with each
-/// statement an operation repeats on purpose safelisted, and why. The binary and the end-to-end
-/// tests install it on the application's connection, so the N+1 detector (and the API's
-/// `x-n-plus-one` header) reports only the repeats nobody intended.
-pub fn observe_config() -> ObserveConfig {
-    // No `in_function`: a safelist entry's function is matched against the innermost call site,
-    // which here is `repo::products::take_stock`, not `place_order` — and a build without debug
-    // information may inline that frame away. The guard's fingerprint (`quantity >= ?`) is
-    // specific enough: nothing else takes stock.
-    ObserveConfig::default().safelist(SafelistEntry::new(
-        STOCK_GUARD,
-        "place_order takes each line's stock with its own guarded UPDATE, checked by rows \
-         affected: one statement per line is the oversell guard, in product-id lock order",
-    ))
-}
+/// Statements these operations repeat on purpose, each as a piece of its fingerprint (in the
+/// normalised form an SQL observer such as `sql-observe` uses: `?` placeholders, quoted names)
+/// and why. The application safelists them, so that its N+1 detector reports only the repeats
+/// nobody intended; this crate states them without depending on any observer.
+pub const INTENDED_REPEATS: &[(&str, &str)] = &[(
+    // The guard's fingerprint (`quantity >= ?`) is specific enough on its own: nothing else
+    // takes stock. No function is named: a build without debug information may inline
+    // `repo::products::take_stock` away.
+    STOCK_GUARD,
+    "place_order takes each line's stock with its own guarded UPDATE, checked by rows \
+     affected: one statement per line is the oversell guard, in product-id lock order",
+)];
 
 /// The fingerprint of `repo::products::take_stock`'s guarded `UPDATE`.
 const STOCK_GUARD: &str = "UPDATE \"inventory\" SET \"quantity\" = \"quantity\" - ? WHERE \

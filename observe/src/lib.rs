@@ -1,14 +1,21 @@
-//! SQL capture, statement logging and N+1 detection: Mercado's answer to "which SQL did that
-//! just send?".
+//! `sql-observe`: SQL capture, statement logging and N+1 detection for any SeaORM 2
+//! application — the answer to "which SQL did that just send?".
+//!
+//! It depends on SeaORM, `tokio` (for a task-local) and `tracing` / `tracing-subscriber`, and on
+//! no crate of Mercado's: any SeaORM 2 application can use it. What differs between applications
+//! is configuration ([`ObserveConfig`]): where statements are logged (a [`SqlLog`]; any tracing
+//! target through [`tracing_log!`]), which crates count as call sites, which columns are secret,
+//! which repeats are intended (the safelist). The test assertions are behind the `testing`
+//! feature.
 //!
 //! [`install`] sets SeaORM's metric callback on the pool. From then on every statement that goes
-//! through SeaORM is (1) logged on the target `mercado::sql` — at DEBUG with its bound values and
-//! duration, at WARN when slower than [`ObserveConfig::slow_threshold`], secret values redacted —
-//! and (2) captured into the current [`scope`], if any: an HTTP request, a test, a CLI command.
-//! A scope lives in a `tokio::task_local!`, because the callback runs synchronously on the task
-//! that awaits the query; two requests served at once on different (or the same) threads never
-//! see each other's statements. When a scope ends, its [`ScopeReport`] lists the statements, and
-//! the detector ([`report`]) groups them by fingerprint and reports N+1 patterns and duplicates.
+//! through SeaORM is (1) logged — at DEBUG with its bound values and duration, at WARN when
+//! slower than [`ObserveConfig::slow_threshold`], secret values redacted — and (2) captured into
+//! the current [`scope`], if any: an HTTP request, a test, a CLI command. A scope lives in a
+//! `tokio::task_local!`, because the callback runs synchronously on the task that awaits the
+//! query; two requests served at once on different (or the same) threads never see each other's
+//! statements. When a scope ends, its [`ScopeReport`] lists the statements, and the detector
+//! ([`report`]) groups them by fingerprint and reports N+1 patterns and duplicates.
 //!
 //! What is **not** captured, because it never reaches the metric callback: statements sent with
 //! `execute_unprepared`; the transaction control sqlx sends itself (`BEGIN`, `COMMIT`,
@@ -20,30 +27,35 @@
 //!
 //! Row counts come from elsewhere: SeaORM's metric `Info` carries none, so [`row_count_layer`], a
 //! tracing layer, reads them from sqlx's own `sqlx::query` events and hands them to the scope
-//! (see [`rows`](self::rows) for how). Two things make it work: the connection is opened with
-//! [`count_rows`] applied to its options (`db::connect` does this), and the process's subscriber
-//! includes the layer (the binary's and the test kit's do). Without them `rows` is `None`:
-//! unknown, never wrong.
+//! (see `rows.rs` for how). Two things make it work: the connection is opened with
+//! [`count_rows`] applied to its options, and the process's subscriber includes the layer.
+//! Without them `rows` is `None`: unknown, never wrong.
 
 mod callsite;
 mod capture;
+mod log;
 pub mod report;
 mod rows;
 mod sql;
+#[cfg(feature = "testing")]
 pub mod testing;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::{ConnectOptions, DatabaseConnection};
 use serde::Serialize;
 
 pub use capture::{CapturedStatement, Scope, ScopeKind, scope, unobserved};
+pub use log::{DEFAULT_TARGET, SqlLog, StatementLine, TracingLog};
 pub use report::{Finding, FindingKind, ScopeReport};
 pub use rows::layer as row_count_layer;
+#[cfg(feature = "testing")]
 pub use testing::{assert_no_growth, assert_statement_count, assert_statements_at_most};
 
-/// The tracing target every statement is logged on.
-pub const SQL_TARGET: &str = "mercado::sql";
+#[doc(hidden)]
+pub mod __private {
+    pub use tracing;
+}
 
 /// What the detector does with what it finds when a scope ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -51,7 +63,7 @@ pub const SQL_TARGET: &str = "mercado::sql";
 pub enum DetectorMode {
     /// Statements are captured and counted; nothing is analysed.
     Off,
-    /// Each finding is logged at WARN on `mercado::sql`; the report carries them too.
+    /// Each finding is logged at WARN (see [`ObserveConfig::log`]); the report carries them too.
     #[default]
     Warn,
     /// As `Warn`, and the scope panics when it finds an N+1 or a duplicate: for tests.
@@ -96,25 +108,30 @@ impl SafelistEntry {
 /// How statements are logged and analysed.
 #[derive(Debug, Clone)]
 pub struct ObserveConfig {
+    /// Where statements and findings are logged: [`TracingLog`] (target [`DEFAULT_TARGET`]) by
+    /// default, or the application's own target through [`tracing_log!`].
+    pub log: Arc<dyn SqlLog>,
     pub mode: DetectorMode,
     /// Statements slower than this are logged at WARN instead of DEBUG.
     pub slow_threshold: Duration,
     /// Columns whose bound values are never logged or captured (shown as `'***'`).
     pub secret_columns: Vec<String>,
     pub safelist: Vec<SafelistEntry>,
-    /// Crates whose functions count as call sites (the innermost frame from one of them is
-    /// reported). Test crates may add their own name.
+    /// Crates whose functions count as call sites: the innermost frame from one of them is
+    /// reported, by crate name as it appears in paths (`my_app`, not `my-app`). Empty (the
+    /// default), no call site is named.
     pub own_crates: Vec<String>,
 }
 
 impl Default for ObserveConfig {
     fn default() -> Self {
         Self {
+            log: Arc::new(TracingLog),
             mode: DetectorMode::Warn,
             slow_threshold: Duration::from_millis(200),
-            secret_columns: vec!["token_hash".to_owned()],
+            secret_columns: Vec::new(),
             safelist: Vec::new(),
-            own_crates: vec!["service".to_owned(), "api".to_owned(), "mercado".to_owned()],
+            own_crates: Vec::new(),
         }
     }
 }
@@ -135,8 +152,21 @@ impl ObserveConfig {
         self
     }
 
+    /// Counts `name`'s functions as call sites (see [`ObserveConfig::own_crates`]).
     pub fn with_own_crate(mut self, name: impl Into<String>) -> Self {
         self.own_crates.push(name.into());
+        self
+    }
+
+    /// Never logs or captures values bound to `column` (a column name, case-insensitive).
+    pub fn with_secret_column(mut self, column: impl Into<String>) -> Self {
+        self.secret_columns.push(column.into());
+        self
+    }
+
+    /// Logs statements and findings to `log` instead of [`TracingLog`].
+    pub fn log_to(mut self, log: impl SqlLog + 'static) -> Self {
+        self.log = Arc::new(log);
         self
     }
 
@@ -152,17 +182,18 @@ impl ObserveConfig {
 /// stored in the connection value, so clones taken earlier do not have it. A second call
 /// replaces the first. It has no effect on mock or proxy connections.
 pub fn install(conn: &mut DatabaseConnection, config: ObserveConfig) {
-    let config = std::sync::Arc::new(config);
+    let config = Arc::new(config);
     conn.set_metric_callback(move |info| capture::record(&config, info));
 }
 
 /// Turns on sqlx's per-statement events, the source of the row counts [`row_count_layer`]
-/// captures. They are emitted at TRACE on `sqlx::query`, slow ones included (Mercado logs slow
-/// statements itself, on `mercado::sql`), so `RUST_LOG=debug` does not print every statement
-/// twice; a subscriber without the layer or a filter that admits them costs nothing.
+/// captures. They are emitted at TRACE on `sqlx::query`, slow ones included (this crate logs
+/// slow statements itself, through [`ObserveConfig::log`]), so `RUST_LOG=debug` does not print
+/// every statement twice; a subscriber without the layer or a filter that admits them costs
+/// nothing.
 pub fn count_rows(options: &mut ConnectOptions) {
     options
         .sqlx_logging(true)
-        .sqlx_logging_level(log::LevelFilter::Trace)
-        .sqlx_slow_statements_logging_settings(log::LevelFilter::Trace, Duration::MAX);
+        .sqlx_logging_level(::log::LevelFilter::Trace)
+        .sqlx_slow_statements_logging_settings(::log::LevelFilter::Trace, Duration::MAX);
 }

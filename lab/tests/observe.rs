@@ -12,21 +12,29 @@ use std::{
 
 use entity::{api_tokens, products, users};
 use futures::FutureExt;
+use mercado_lab::loading;
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder,
 };
-use service::{
-    loading,
-    observe::{
-        self, DetectorMode, FindingKind, ObserveConfig, SafelistEntry, Scope, assert_no_growth,
-        assert_statement_count, assert_statements_at_most,
-    },
+use sql_observe::{
+    self as observe, DetectorMode, FindingKind, ObserveConfig, SafelistEntry, Scope,
+    assert_no_growth, assert_statement_count, assert_statements_at_most,
 };
 use tracing::instrument::WithSubscriber;
 
 /// The test database's pool with the capture installed.
+
+/// The capture as an application configures it: call sites in this workspace's lab crate,
+/// token hashes secret, statements logged on the application's target.
+fn configured() -> ObserveConfig {
+    ObserveConfig::default()
+        .with_own_crate("mercado_lab")
+        .with_secret_column("token_hash")
+        .log_to(sql_observe::tracing_log!("mercado::sql"))
+}
+
 fn observed(db: &TestDb, config: ObserveConfig) -> DatabaseConnection {
     let mut conn = db.conn.clone();
     observe::install(&mut conn, config);
@@ -82,7 +90,7 @@ fn new_user(tag: &str) -> users::ActiveModel {
 
 backend_tests! {
     async fn select_in_loading_is_not_flagged(db: TestDb) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let data = loading::seed_demo_data(&conn, 5).await?;
 
         let (threads, report) = observe::scope(
@@ -101,7 +109,7 @@ backend_tests! {
     async fn a_lazy_loop_is_flagged_with_its_fingerprint_count_and_call_site(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let data = loading::seed_demo_data(&conn, 4).await?;
 
         let (users_found, report) = observe::scope(
@@ -124,7 +132,7 @@ backend_tests! {
         assert_eq!(finding.distinct_values, 4);
         let call_site = finding.call_site.as_deref().unwrap_or_default();
         assert!(
-            call_site.starts_with("service::loading::user_conversations_lazy"),
+            call_site.starts_with("mercado_lab::loading::user_conversations_lazy"),
             "{call_site}"
         );
         assert!(finding.fix.contains("load_many"), "{}", finding.fix);
@@ -140,7 +148,7 @@ backend_tests! {
     async fn the_same_query_with_the_same_values_is_a_duplicate_not_an_n_plus_one(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let user = users::Entity::insert(new_user("dup")).exec_with_returning(&conn).await?;
 
         let (_, report) = observe::scope(Scope::test("duplicates"), async {
@@ -159,7 +167,7 @@ backend_tests! {
     }
 
     async fn pages_of_one_query_are_not_flagged(db: TestDb) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         loading::seed_demo_data(&conn, 7).await?;
 
         let (pages, report) = observe::scope(Scope::test("pages"), async {
@@ -181,7 +189,7 @@ backend_tests! {
     async fn chunked_inserts_are_not_flagged_but_an_insert_per_row_is(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
 
         let (_, chunked) = observe::scope(Scope::test("chunked"), async {
             let rows: Vec<_> = (0..10).map(|i| new_user(&format!("chunk{i}"))).collect();
@@ -210,7 +218,7 @@ backend_tests! {
     async fn two_concurrent_scopes_never_see_each_others_statements(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let data = loading::seed_demo_data(&conn, 3).await?;
 
         let users_conn = conn.clone();
@@ -246,7 +254,7 @@ backend_tests! {
     async fn every_captured_statement_carries_the_rows_it_returned_or_affected(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
 
         let (outcome, report) = observe::scope(Scope::test("rows"), async {
             let five: Vec<_> = (0..5).map(|i| new_user(&format!("rows{i}"))).collect();
@@ -281,7 +289,7 @@ backend_tests! {
     async fn concurrent_scopes_each_receive_their_own_row_counts(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let ten: Vec<_> = (0..10).map(|i| new_user(&format!("many{i}"))).collect();
         users::Entity::insert_many(ten).exec_without_returning(&conn).await?;
 
@@ -315,7 +323,7 @@ backend_tests! {
     async fn the_scaling_assertion_catches_a_find_related_loop_and_passes_select_in(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default().with_mode(DetectorMode::Off));
+        let conn = observed(&db, configured().with_mode(DetectorMode::Off));
 
         let lazy = AssertUnwindSafe(assert_no_growth(|n| {
             let conn = conn.clone();
@@ -345,7 +353,7 @@ backend_tests! {
     }
 
     async fn raise_mode_fails_the_scope_with_the_finding(db: TestDb) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default().with_mode(DetectorMode::Raise));
+        let conn = observed(&db, configured().with_mode(DetectorMode::Raise));
         let data = loading::seed_demo_data(&conn, 3).await?;
 
         let raised = AssertUnwindSafe(observe::scope(
@@ -371,7 +379,7 @@ backend_tests! {
         let reason = "each product's stock is read on its own on purpose";
         let conn = observed(
             &db,
-            ObserveConfig::default().safelist(
+            configured().safelist(
                 SafelistEntry::new("FROM \"inventory\"", reason).in_function("product_stock_lazy"),
             ),
         );
@@ -392,7 +400,7 @@ backend_tests! {
     async fn statement_count_assertions_pass_and_fail_as_they_should(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default().with_mode(DetectorMode::Off));
+        let conn = observed(&db, configured().with_mode(DetectorMode::Off));
         let data = loading::seed_demo_data(&conn, 3).await?;
 
         assert_statement_count(2, loading::product_stock_select_in(&conn, &data.products)).await?;
@@ -410,7 +418,7 @@ backend_tests! {
     }
 
     async fn secret_values_never_reach_the_log_or_the_report(db: TestDb) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let user = users::Entity::insert(new_user("secretive")).exec_with_returning(&conn).await?;
         let secret = "3f9a-the-token-hash-nobody-may-see";
         let log = CapturedLog::default();
@@ -450,7 +458,7 @@ backend_tests! {
     }
 
     async fn warn_mode_logs_a_warning_naming_the_statement(db: TestDb) -> anyhow::Result<()> {
-        let conn = observed(&db, ObserveConfig::default());
+        let conn = observed(&db, configured());
         let data = loading::seed_demo_data(&conn, 3).await?;
         let log = CapturedLog::default();
 

@@ -30,15 +30,15 @@ use tracing_subscriber::{
 
 /// The target of sqlx's per-statement events.
 const SQLX_TARGET: &str = "sqlx::query";
-/// The target of the span each [`super::scope`] runs in.
-const SCOPE_SPAN_TARGET: &str = "mercado::sql::scope";
+/// The target of the span each [`crate::scope`] runs in.
+const SCOPE_SPAN_TARGET: &str = "sql_observe::scope";
 /// Counts kept per scope while waiting for their callback. Statements that never reach the
 /// callback (`BEGIN`, `COMMIT`, unprepared ones) leave theirs behind; this bounds them.
 const MAX_WAITING: usize = 32;
 
 /// The tracing layer that hands sqlx's row counts to the scopes. Add it to the subscriber
 /// (`tracing_subscriber::registry().with(observe::row_count_layer())`) and connect with
-/// [`super::count_rows`] applied to the connect options, or no event is ever emitted.
+/// [`crate::count_rows`] applied to the connect options, or no event is ever emitted.
 pub fn layer<S>() -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,

@@ -1,10 +1,10 @@
 //! Assertions for tests: how many statements a block sends, and whether that number grows with
 //! the size of the data. Like `assert_eq!`, they panic with a message that lists the statements.
-//! They need a connection on which [`super::install`] was called.
+//! They need a connection on which [`crate::install`] was called.
 
 use std::future::Future;
 
-use super::{
+use crate::{
     capture::{Scope, scope},
     report::ScopeReport,
 };
@@ -48,7 +48,7 @@ pub const SCALING_SIZES: [usize; 3] = [2, 5, 10];
 /// Runs `scenario(n)` for n = 2, 5 and 10, each in its own scope, and asserts that no
 /// fingerprint runs more often at a larger n: a query count that grows with the data is an N+1
 /// whatever its absolute size, so there is no threshold to tune. The scenario should arrange
-/// its n rows inside [`super::unobserved`] (or before it starts), so that only the code under
+/// its n rows inside [`crate::unobserved`] (or before it starts), so that only the code under
 /// test is counted. Returns the three reports.
 pub async fn assert_no_growth<S, Fut>(mut scenario: S) -> Vec<ScopeReport>
 where

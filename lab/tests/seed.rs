@@ -1,15 +1,13 @@
-//! `service::seed`: the data set it writes is the size asked for, and consistent.
+//! `mercado_lab::seed`: the data set it writes is the size asked for, and consistent.
 
 use entity::{
     accounts, conversation_participants, conversations, inventory, messages, products, users,
 };
+use mercado_lab::seed::{SeedSizes, seed};
 use mercado_testkit::{TestDb, backend_tests};
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, Statement};
-use service::{
-    ServiceError,
-    seed::{SeedSizes, seed},
-};
+use service::ServiceError;
 
 backend_tests! {
     async fn seeding_writes_the_requested_rows_and_every_sender_takes_part_in_their_conversation(

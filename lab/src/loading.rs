@@ -30,7 +30,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::observe::{self, CapturedStatement, Finding, Scope};
+use sql_observe::{self as observe, CapturedStatement, Finding, Scope};
 
 /// How related rows are fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -23,7 +23,7 @@ use service::{
 
 /// A demo user and the token to call the API as them.
 #[derive(Debug)]
-pub(crate) struct DemoUser {
+pub struct DemoUser {
     pub username: String,
     pub display_name: String,
     pub balance: String,
@@ -32,7 +32,7 @@ pub(crate) struct DemoUser {
 
 /// What was loaded, for the welcome message.
 #[derive(Debug)]
-pub(crate) struct Demo {
+pub struct Demo {
     pub users: Vec<DemoUser>,
     pub conversation_ids: Vec<i64>,
     /// A product with stock that the first user does not sell, to order in the example.
@@ -40,7 +40,7 @@ pub(crate) struct Demo {
 }
 
 /// Whether the database has no user yet.
-pub(crate) async fn is_empty(db: &DatabaseConnection) -> anyhow::Result<bool> {
+pub async fn is_empty(db: &DatabaseConnection) -> anyhow::Result<bool> {
     let exists = service::ops::users::any_user_exists(db)
         .await
         .context("checking whether the database has users")?;
@@ -63,7 +63,7 @@ const PRODUCTS: [(usize, &str, &str, &str, i64); 4] = [
 ];
 
 /// Loads the demo data set through the service operations.
-pub(crate) async fn load(db: &DatabaseConnection) -> anyhow::Result<Demo> {
+pub async fn load(db: &DatabaseConnection) -> anyhow::Result<Demo> {
     let mut users = Vec::new();
     let mut ids = Vec::new();
     for (username, display_name, deposit) in USERS {
@@ -180,7 +180,7 @@ pub(crate) async fn load(db: &DatabaseConnection) -> anyhow::Result<Demo> {
 }
 
 /// The address to show in URLs: an unspecified one (`0.0.0.0`, `::`) is reached on loopback.
-pub(crate) fn base_url(address: SocketAddr) -> String {
+pub fn base_url(address: SocketAddr) -> String {
     let ip = match address.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -190,7 +190,7 @@ pub(crate) fn base_url(address: SocketAddr) -> String {
 }
 
 /// The welcome message after loading: each demo user's token and commands to try.
-pub(crate) fn welcome(demo: &Demo, base: &str) -> String {
+pub fn welcome(demo: &Demo, base: &str) -> String {
     let mut text = String::from(
         "\nLoaded the demo data set (the database had no users). Demo users and their tokens \
          (shown this once; only their hashes are stored):\n\n",
@@ -225,7 +225,7 @@ pub(crate) fn welcome(demo: &Demo, base: &str) -> String {
 
 /// What to do when no demo data was loaded (`why` says why not): tokens come from creating a
 /// user.
-pub(crate) fn how_to_get_a_token(why: &str, base: &str) -> String {
+pub fn how_to_get_a_token(why: &str, base: &str) -> String {
     format!(
         "\n{why} To call the API, create a user; the response holds its token (shown only \
          then):\n\n\

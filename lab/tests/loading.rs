@@ -5,19 +5,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use entity::users;
+use mercado_lab::loading::{self, Strategy};
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
-use service::{
-    loading::{self, Strategy},
-    observe::{self, DetectorMode, ObserveConfig, Scope, ScopeReport},
-};
+use sql_observe::{self as observe, DetectorMode, ObserveConfig, Scope, ScopeReport};
+
+/// The capture as an application configures it: call sites in this workspace's lab crate,
+/// token hashes secret, statements logged on the application's target.
+fn configured() -> ObserveConfig {
+    ObserveConfig::default()
+        .with_own_crate("mercado_lab")
+        .with_secret_column("token_hash")
+        .log_to(sql_observe::tracing_log!("mercado::sql"))
+}
 
 fn observed(db: &TestDb) -> DatabaseConnection {
     let mut conn = db.conn.clone();
-    observe::install(
-        &mut conn,
-        ObserveConfig::default().with_mode(DetectorMode::Warn),
-    );
+    observe::install(&mut conn, configured().with_mode(DetectorMode::Warn));
     conn
 }
 

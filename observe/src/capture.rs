@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use tracing::Instrument;
 
-use super::{ObserveConfig, SQL_TARGET, report::ScopeReport, rows::RowCounts, sql};
+use crate::{ObserveConfig, StatementLine, report::ScopeReport, rows::RowCounts, sql};
 
 tokio::task_local! {
     static CURRENT: Option<Arc<Mutex<ScopeState>>>;
@@ -89,7 +89,7 @@ pub struct CapturedStatement {
     pub elapsed: Duration,
     pub failed: bool,
     /// Rows it returned (a query, or a statement with `RETURNING`) or affected (a write); `None`
-    /// when unknown: outside a scope, or without [`super::row_count_layer`] installed.
+    /// when unknown: outside a scope, or without [`crate::row_count_layer`] installed.
     pub rows: Option<u64>,
     /// The statement's position in its scope, from 1.
     pub sequence: usize,
@@ -142,11 +142,11 @@ fn lock(state: &Mutex<ScopeState>) -> MutexGuard<'_, ScopeState> {
 
 /// Runs `future` as `scope`: every statement it runs through an observed connection is captured.
 /// Returns its output and the scope's report, which the detector has already acted on per
-/// [`super::DetectorMode`] (a WARN per finding; in `Raise` mode, a panic).
+/// [`crate::DetectorMode`] (a WARN per finding; in `Raise` mode, a panic).
 pub async fn scope<F: Future>(scope: Scope, future: F) -> (F::Output, ScopeReport) {
     let parent = CURRENT.try_with(Clone::clone).ok().flatten();
     let row_counts = Arc::new(RowCounts::default());
-    let span = super::rows::scope_span(&row_counts);
+    let span = crate::rows::scope_span(&row_counts);
     let state = Arc::new(Mutex::new(ScopeState {
         scope,
         config: None,
@@ -172,11 +172,7 @@ pub async fn unobserved<F: Future>(future: F) -> F::Output {
 pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
     let scope = CURRENT.try_with(Clone::clone).ok().flatten();
     let slow = info.elapsed >= config.slow_threshold;
-    let logged = if slow {
-        tracing::enabled!(target: SQL_TARGET, tracing::Level::WARN)
-    } else {
-        tracing::enabled!(target: SQL_TARGET, tracing::Level::DEBUG)
-    };
+    let logged = config.log.enabled(slow);
     if scope.is_none() && !logged {
         return;
     }
@@ -227,11 +223,15 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
             .as_ref()
             .map(|s| lock(s).scope.name.clone())
             .unwrap_or_else(|| "-".to_owned());
-        if slow {
-            tracing::warn!(target: SQL_TARGET, elapsed_ms, rows, params = %params_text, scope = %scope_name, failed = info.failed, slow = true, "{}", statement.sql);
-        } else {
-            tracing::debug!(target: SQL_TARGET, elapsed_ms, rows, params = %params_text, scope = %scope_name, failed = info.failed, "{}", statement.sql);
-        }
+        let line = StatementLine {
+            sql: &statement.sql,
+            params: &params_text,
+            elapsed_ms,
+            rows,
+            scope: &scope_name,
+            failed: info.failed,
+        };
+        config.log.statement(&line, slow);
     }
 
     let Some(innermost) = scope else {
@@ -263,7 +263,7 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
             .or_insert((0, None));
         repeat.0 += 1;
         // The second run of a fingerprint is the first sign of a loop: remember where it was.
-        if repeat.0 == 2 && config.mode != super::DetectorMode::Off {
+        if repeat.0 == 2 && config.mode != crate::DetectorMode::Off {
             let captured_here =
                 backtrace.get_or_insert_with(|| Arc::new(Backtrace::force_capture()));
             repeat.1 = Some(Arc::clone(captured_here));

@@ -1,5 +1,5 @@
 //! Filling a database with a data set of a chosen size, by the fastest correct path: chunked
-//! multi-row INSERTs under the bind-parameter limit ([`crate::bulk`]) for every table, and
+//! multi-row INSERTs under the bind-parameter limit ([`service::bulk`]) for every table, and
 //! `COPY … FROM STDIN` for the messages on PostgreSQL, where they are most of the rows.
 //!
 //! Every seeded row carries a run tag (`seed-<tag>-…` usernames, `SEED-<tag>-…` SKUs,
@@ -18,7 +18,7 @@ use sea_orm::{
     Set,
 };
 
-use crate::{
+use service::{
     ServiceError,
     bulk::{NewMessageRow, copy_messages, insert_chunked, insert_messages},
     db::begin_write,

@@ -2,12 +2,10 @@
 //! backend.
 
 use entity::inventory;
+use mercado_lab::compare;
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{DbBackend, EntityTrait, TransactionTrait};
-use service::{
-    compare,
-    observe::{self, DetectorMode, ObserveConfig},
-};
+use sql_observe::{self as observe, DetectorMode, ObserveConfig};
 
 backend_tests! {
     async fn every_case_returns_identical_results_through_the_orm_and_raw_sql(

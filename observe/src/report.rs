@@ -11,14 +11,14 @@
 //!
 //! A finding names the statement, how often it ran, the call site (the innermost function of
 //! our crates on the stack of its second run) and the SeaORM fix. Findings matching a
-//! [`super::SafelistEntry`] are kept apart as suppressed, with the entry's reason.
+//! [`crate::SafelistEntry`] are kept apart as suppressed, with the entry's reason.
 
-use std::{collections::HashMap, fmt, time::Duration};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use serde::Serialize;
 
-use super::{
-    DetectorMode, ObserveConfig, SQL_TARGET,
+use crate::{
+    DetectorMode, ObserveConfig, SqlLog,
     callsite::innermost_own_frame,
     capture::{CapturedStatement, Scope, ScopeState},
 };
@@ -75,6 +75,9 @@ pub struct ScopeReport {
     pub findings: Vec<Finding>,
     /// Findings a safelist entry covers, each with its reason.
     pub suppressed: Vec<Finding>,
+    /// Where the findings are logged when the scope ends.
+    #[serde(skip)]
+    log: Arc<dyn SqlLog>,
 }
 
 impl ScopeReport {
@@ -92,6 +95,7 @@ impl ScopeReport {
             statements,
             findings,
             suppressed,
+            log: Arc::clone(&config.log),
         }
     }
 
@@ -188,14 +192,7 @@ impl ScopeReport {
             return;
         }
         for finding in &self.findings {
-            tracing::warn!(
-                target: SQL_TARGET,
-                scope = %self.scope,
-                kind = ?finding.kind,
-                count = finding.count,
-                call_site = finding.call_site.as_deref().unwrap_or("unknown"),
-                "{finding}"
-            );
+            self.log.finding(&self.scope, finding);
         }
         if self.mode == DetectorMode::Raise
             && let Err(error) = self.raise()
@@ -298,7 +295,7 @@ fn detect(
         let call_site = repeats
             .get(fingerprint)
             .and_then(|(_, backtrace)| backtrace.as_deref())
-            .and_then(|bt| innermost_own_frame(bt, &config.own_crates, "service::observe"));
+            .and_then(|bt| innermost_own_frame(bt, &config.own_crates, env!("CARGO_CRATE_NAME")));
         let mut found = Vec::new();
         if by_page_key.len() >= 2 {
             found.push((FindingKind::NPlusOne, singles.len(), by_page_key.len()));

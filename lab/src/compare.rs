@@ -24,10 +24,9 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::{
-    loading::{DemoIds, seed_demo_data},
-    observe::{self, CapturedStatement, Scope},
-};
+use sql_observe::{self as observe, CapturedStatement, Scope};
+
+use crate::loading::{DemoIds, seed_demo_data};
 
 /// How many times each side runs; the median is reported.
 pub const RUNS: usize = 7;
@@ -374,7 +373,7 @@ async fn guarded_update_orm_once<C: ConnectionTrait>(
     product_id: i64,
     quantity: i32,
 ) -> Result<u64, DbErr> {
-    let taken = crate::repo::products::take_stock(db, product_id, quantity).await?;
+    let taken = service::repo::products::take_stock(db, product_id, quantity).await?;
     Ok(u64::from(taken))
 }
 
