@@ -24,8 +24,6 @@ use sql_observe::{
 };
 use tracing::instrument::WithSubscriber;
 
-/// The test database's pool with the capture installed.
-
 /// The capture as an application configures it: call sites in this workspace's lab crate,
 /// token hashes secret, statements logged on the application's target.
 fn configured() -> ObserveConfig {
@@ -35,6 +33,7 @@ fn configured() -> ObserveConfig {
         .log_to(sql_observe::tracing_log!("mercado::sql"))
 }
 
+/// The test database's pool with the capture installed.
 fn observed(db: &TestDb, config: ObserveConfig) -> DatabaseConnection {
     let mut conn = db.conn.clone();
     observe::install(&mut conn, config);
