@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use api::AppState;
 use mercado::{
     settings::Settings,
@@ -266,7 +267,7 @@ pub fn query_count(response: &Response) -> usize {
 /// The JSON body of a response that must have `status`.
 pub async fn json_of(response: Response, status: StatusCode) -> anyhow::Result<Value> {
     let actual = response.status();
-    let body: Value = response.json().await?;
+    let body: Value = response.json().await.context("a JSON body")?;
     assert_eq!(actual, status, "{body}");
     Ok(body)
 }
