@@ -9,13 +9,10 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use mercado_testkit::{TestDb, backend_tests};
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
-use support::{Caller, TestApp, expect_problem, expect_validation_failure, query_count};
-use tokio::{sync::Barrier, task::JoinSet};
+use support::{Caller, TestApp, expect_problem, expect_validation_failure, query_count, race};
 
 /// Two sellers, three products and a buyer with 100.00.
 struct Shop {
@@ -591,22 +588,17 @@ backend_tests! {
             buyers.push(app.register_funded(&format!("buyer{n}"), "10").await);
         }
 
-        let start = Arc::new(Barrier::new(CLIENTS * ATTEMPTS_EACH));
-        let mut racers = JoinSet::new();
-        for buyer in &buyers {
-            // Each client its own connections, as separate machines would have.
-            let client = reqwest::Client::builder().no_proxy().build()?;
-            for _ in 0..ATTEMPTS_EACH {
-                let (client, start, url) = (client.clone(), Arc::clone(&start), app.url("/orders"));
-                let (token, body) = (buyer.token.clone(), items(&[(scarce, 1)]));
-                racers.spawn(async move {
-                    start.wait().await;
-                    let response = client.post(url).bearer_auth(token).json(&body).send().await;
-                    outcome(response.expect("the server answers")).await
-                });
-            }
-        }
-        let outcomes = racers.join_all().await;
+        // Each client its own connections, as separate machines would have.
+        let clients: Vec<_> = buyers.iter().map(|_| support::client()).collect();
+        let outcomes = race(CLIENTS * ATTEMPTS_EACH, |i| {
+            let buyer = i / ATTEMPTS_EACH;
+            let request = clients[buyer]
+                .post(app.url("/orders"))
+                .bearer_auth(&buyers[buyer].token)
+                .json(&items(&[(scarce, 1)]));
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
 
         let placed = outcomes.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
         assert_eq!(placed, 20, "{outcomes:?}");
@@ -637,25 +629,15 @@ backend_tests! {
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-        let start = Arc::new(Barrier::new(10));
-        let mut racers = JoinSet::new();
-        for _ in 0..10 {
-            let client = reqwest::Client::builder().no_proxy().build()?;
-            let (start, url, token) = (Arc::clone(&start), app.url("/orders"), shop.buyer.token.clone());
-            let body = items(&[(shop.mug, 2), (shop.plate, 1)]);
-            racers.spawn(async move {
-                start.wait().await;
-                let response = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("idempotency-key", "checkout-7f3a")
-                    .json(&body)
-                    .send()
-                    .await;
-                outcome(response.expect("the server answers")).await
-            });
-        }
-        let outcomes = racers.join_all().await;
+        let outcomes = race(10, |_| {
+            let request = support::client()
+                .post(app.url("/orders"))
+                .bearer_auth(&shop.buyer.token)
+                .header("idempotency-key", "checkout-7f3a")
+                .json(&items(&[(shop.mug, 2), (shop.plate, 1)]));
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
 
         for (status, body) in &outcomes {
             assert_eq!(*status, StatusCode::CREATED, "{body}");
@@ -676,19 +658,12 @@ backend_tests! {
         let shop = shop(&app).await;
         let before = snapshot(&app, &shop).await;
         let placed = order(&app, &shop.buyer, items(&[(shop.mug, 2), (shop.plate, 1)])).await;
-        let start = Arc::new(Barrier::new(10));
-        let mut racers = JoinSet::new();
-        for _ in 0..10 {
-            let client = reqwest::Client::builder().no_proxy().build()?;
-            let url = app.url(&format!("/orders/{}/cancel", placed["id"]));
-            let (start, token) = (Arc::clone(&start), shop.buyer.token.clone());
-            racers.spawn(async move {
-                start.wait().await;
-                let response = client.post(url).bearer_auth(token).send().await;
-                outcome(response.expect("the server answers")).await
-            });
-        }
-        let outcomes = racers.join_all().await;
+        let cancel = app.url(&format!("/orders/{}/cancel", placed["id"]));
+        let outcomes = race(10, |_| {
+            let request = support::client().post(&cancel).bearer_auth(&shop.buyer.token);
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
 
         let cancelled = outcomes.iter().filter(|(status, _)| *status == StatusCode::OK).count();
         assert_eq!(cancelled, 1, "{outcomes:?}");
