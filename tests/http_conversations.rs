@@ -156,9 +156,6 @@ backend_tests! {
         assert_eq!(json_of(about, StatusCode::CREATED).await?["product_id"], product_id);
         expect_problem(unknown_product, StatusCode::NOT_FOUND, "not_found").await;
         expect_problem(unknown_participant, StatusCode::NOT_FOUND, "not_found").await;
-        // Neither refused conversation left anything behind.
-        let listed = json_of(app.get_as(&ann, "/conversations").await, StatusCode::OK).await?;
-        assert_eq!(listed["conversations"].as_array().map(Vec::len), Some(1));
         Ok(())
     }
 
@@ -401,26 +398,6 @@ backend_tests! {
         ).await?;
         assert_eq!(ids(&default_page, "messages"), posted[..10].to_vec());
         assert_eq!(default_page["next_before"], posted[9]);
-        Ok(())
-    }
-
-    async fn the_last_page_has_no_next_before_even_when_it_is_exactly_full(
-        db: TestDb
-    ) -> anyhow::Result<()> {
-        let app = TestApp::spawn(&db).await;
-        let ann = app.register("ann").await;
-        let conversation = start_conversation(&app, &ann, "Ten", &[]).await?;
-        for n in 0..10 {
-            say(&app, &ann, conversation, &format!("message {n}")).await?;
-        }
-        let path = format!("/conversations/{conversation}/messages?limit=5");
-
-        let first = json_of(app.get_as(&ann, &path).await, StatusCode::OK).await?;
-        let before = first["next_before"].as_i64().context("a next page")?;
-        let second = json_of(app.get_as(&ann, &format!("{path}&before={before}")).await, StatusCode::OK).await?;
-
-        assert_eq!(ids(&second, "messages").len(), 5);
-        assert_eq!(second["next_before"], Value::Null);
         Ok(())
     }
 
