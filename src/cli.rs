@@ -1,5 +1,6 @@
 //! The command line: one [`Command`] per subcommand, with the flags of each, over the settings
-//! every command shares ([`mercado::settings::SettingsArgs`]).
+//! every command shares ([`mercado::settings::SettingsArgs`]), and `migrate`'s one-line runs of
+//! the migrator. It may depend on the `mercado` library, clap and the migration crate.
 
 use clap::{Args, Parser, Subcommand};
 use mercado::{
