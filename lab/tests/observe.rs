@@ -24,8 +24,6 @@ use sql_observe::{
 };
 use tracing::instrument::WithSubscriber;
 
-/// The test database's pool with the capture installed.
-
 /// The capture as an application configures it: call sites in this workspace's lab crate,
 /// token hashes secret, statements logged on the application's target.
 fn configured() -> ObserveConfig {
