@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use mercado::schema::{SchemaPolicy, ensure_schema};
 use mercado_lab::seed::{SeedSizes, seed};
-use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use service::export::{ExportScope, export_messages};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
@@ -39,7 +39,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) async fn run_seed(db: &DatabaseConnection, args: SeedArgs) -> anyhow::Result<()> {
-    require_migrated(db).await?;
+    ensure_schema(db, SchemaPolicy::Data).await?;
     let sizes = SeedSizes {
         users: args.users,
         conversations: args.conversations,
@@ -82,7 +82,7 @@ pub(crate) async fn run_seed(db: &DatabaseConnection, args: SeedArgs) -> anyhow:
 }
 
 pub(crate) async fn run_export(db: &DatabaseConnection, args: ExportArgs) -> anyhow::Result<()> {
-    require_migrated(db).await?;
+    ensure_schema(db, SchemaPolicy::Data).await?;
     let scope = args
         .conversation
         .map_or(ExportScope::All, ExportScope::Conversation);
@@ -108,13 +108,4 @@ async fn export_to(
     let rows = export_messages(db, scope, &mut writer).await?;
     writer.flush().await?;
     Ok(rows)
-}
-
-async fn require_migrated(db: &DatabaseConnection) -> anyhow::Result<()> {
-    let pending = Migrator::get_pending_migrations(db).await?.len();
-    anyhow::ensure!(
-        pending == 0,
-        "{pending} migrations are pending: run `mercado migrate up` (or `sea-orm-cli migrate up`) first"
-    );
-    Ok(())
 }

@@ -1,33 +1,15 @@
-//! `mercado demo` and `mercado compare`: run `mercado_lab::loading` and `mercado_lab::compare` and print
-//! what they found, for people (text) or for tools (`--json`). Nothing here talks to the
-//! database except through those modules.
+//! `mercado demo` and `mercado compare`: run `mercado_lab::loading` and `mercado_lab::compare`
+//! and print what they found, for people (text) or for tools (`--json`). Nothing here talks to
+//! the database except through those modules and the schema check both need first.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use mercado::schema::{SchemaPolicy, ensure_schema};
 use mercado_lab::{
     compare::{self, CompareReport, SideReport},
     loading::{self, DemoReport},
 };
-use migration::{Migrator, MigratorTrait};
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::DatabaseConnection;
 use sql_observe::CapturedStatement;
-
-/// Demo and compare need the whole schema: SQLite is migrated here as at start-up; elsewhere
-/// pending migrations are refused with the command that applies them.
-async fn ensure_migrated(db: &DatabaseConnection) -> anyhow::Result<()> {
-    if db.get_database_backend() == DbBackend::Sqlite {
-        Migrator::up(db, None)
-            .await
-            .context("applying migrations")?;
-    }
-    let pending = Migrator::get_pending_migrations(db).await?;
-    if !pending.is_empty() {
-        bail!(
-            "{} migration(s) are pending: run `mercado migrate up` (or `sea-orm-cli migrate up`) first",
-            pending.len()
-        );
-    }
-    Ok(())
-}
 
 fn ms(micros: u64) -> String {
     format!("{:.2} ms", micros as f64 / 1000.0)
@@ -49,7 +31,7 @@ fn grouped(statements: &[CapturedStatement]) -> Vec<(usize, &CapturedStatement)>
 }
 
 pub(crate) async fn demo(db: &DatabaseConnection, json: bool) -> anyhow::Result<()> {
-    ensure_migrated(db).await?;
+    ensure_schema(db, SchemaPolicy::Experiment).await?;
     let report = loading::run_demo(db, 5)
         .await
         .context("running the loading demo")?;
@@ -122,7 +104,7 @@ fn print_demo(report: &DemoReport) {
 }
 
 pub(crate) async fn compare(db: &DatabaseConnection, json: bool) -> anyhow::Result<()> {
-    ensure_migrated(db).await?;
+    ensure_schema(db, SchemaPolicy::Experiment).await?;
     let report = compare::run_compare(db)
         .await
         .context("running the ORM/raw SQL comparison")?;

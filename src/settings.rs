@@ -1,108 +1,259 @@
-//! Mercado's settings: one typed struct, read from the command line, the environment and `.env`
-//! (in that order of precedence). Every variable is listed, with a comment, in `.env.example`.
+//! Mercado's settings, typed: [`Settings`] is what [`crate::startup`] builds the application from.
+//! The command line, the environment and `.env` fill it (in that order of precedence) through
+//! [`SettingsArgs`]; a test starts from [`Settings::default`] and changes what it needs.
+//!
+//! Every default is written once, in the `Default` of the typed struct that uses it —
+//! `service::db::DatabaseSettings`, `api::ApiSettings`, and this module's [`ServerSettings`] and
+//! [`LogSettings`] — and each flag takes its default from there, so `--help` shows exactly what
+//! an unset variable means. Every variable is listed, with a comment, in `.env.example`.
+//!
+//! `service` and `api` are libraries that know nothing of a command line, and the data-access
+//! layer should not depend on clap for the binary's sake. So the database settings get their
+//! command-line face here, [`DatabaseArgs`]: its fields already have their final types (the URL a
+//! [`DatabaseUrl`], secret from the moment it is parsed), and it becomes a `DatabaseSettings` by
+//! moving them across, nothing parsed or defaulted on the way. This module may depend on
+//! `service`, `api` and clap.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    convert::Infallible,
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
-use service::db::{DEFAULT_DATABASE_URL, DatabaseSettings};
+use service::db::{DatabaseSettings, DatabaseUrl};
 
 /// Every setting, grouped by what it configures.
-#[derive(Debug, Args)]
-pub(crate) struct Settings {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(flatten)]
-    pub server: ServerArgs,
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub server: ServerSettings,
+    pub log: LogSettings,
 }
 
+/// The command-line and environment form of [`Settings`]: flatten it into a clap parser, then
+/// turn it into `Settings` with `From`.
 #[derive(Debug, Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    log: LogSettings,
+    #[command(flatten)]
+    server: ServerSettings,
+}
+
+impl From<SettingsArgs> for Settings {
+    fn from(args: SettingsArgs) -> Self {
+        Settings {
+            database: args.database.into(),
+            server: args.server,
+            log: args.log,
+        }
+    }
+}
+
+/// How `serve` listens and answers.
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Server")]
-pub(crate) struct ServerArgs {
+pub struct ServerSettings {
     /// Where to serve HTTP; `0.0.0.0:8000` to be reachable from other machines.
     #[arg(
         long,
         global = true,
         env = "LISTEN_ADDR",
-        default_value = "127.0.0.1:8000"
+        default_value_t = ServerSettings::default().listen_addr
     )]
     pub listen_addr: SocketAddr,
     /// A request still running after this long is abandoned (its transaction rolled back) and
     /// answered with 503. Shutting down waits at most this long for the requests in flight.
-    #[arg(long, global = true, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        env = "REQUEST_TIMEOUT",
+        default_value = human(ServerSettings::default().request_timeout),
+        value_parser = humantime::parse_duration,
+    )]
     pub request_timeout: Duration,
 }
 
-impl ServerArgs {
-    pub(crate) fn to_api_settings(&self) -> api::ApiSettings {
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
+            request_timeout: api::ApiSettings::default().request_timeout,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// What the HTTP layer needs of these settings.
+    pub fn api(&self) -> api::ApiSettings {
         api::ApiSettings {
             request_timeout: self.request_timeout,
         }
     }
 }
 
+/// What to log, and how.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogSettings {
+    /// What to log, as a tracing filter: `info`, or `info,mercado::sql=debug` to see every
+    /// statement. RUST_LOG, when set, wins.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_LEVEL",
+        default_value_t = LogSettings::default().log_level,
+    )]
+    pub log_level: String,
+    /// `text` for people, `json` for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value_t = LogSettings::default().log_format,
+    )]
+    pub log_format: LogFormat,
+    /// Statements slower than this are logged at WARN on `mercado::sql` (the others at DEBUG).
+    #[arg(
+        long,
+        env = "SQL_SLOW_THRESHOLD",
+        default_value = human(LogSettings::default().sql_slow_threshold),
+        value_parser = humantime::parse_duration,
+    )]
+    pub sql_slow_threshold: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            // The capture's own threshold, so the flag and the configuration cannot disagree.
+            sql_slow_threshold: api::sql_scope::observe_config().slow_threshold,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The command-line face of `service::db::DatabaseSettings` (see the module's documentation for
+/// why it is a struct of its own): the same fields, each flag defaulting to the field's default.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Database")]
-pub(crate) struct DatabaseArgs {
+pub struct DatabaseArgs {
     /// The database to use: postgres://…, sqlite://…, or mysql://…
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = false)]
-    pub database_url: String,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value_t = DatabaseSettings::default().url,
+        value_parser = database_url,
+        hide_env_values = true,
+    )]
+    database_url: DatabaseUrl,
     /// The most connections the pool opens (a small multiple of the database's cores).
     #[arg(
         long,
         global = true,
         env = "DATABASE_MAX_CONNECTIONS",
-        default_value_t = 10
+        default_value_t = DatabaseSettings::default().max_connections,
     )]
-    pub database_max_connections: u32,
+    database_max_connections: u32,
     /// Connections the pool keeps open even when idle.
     #[arg(
         long,
         global = true,
         env = "DATABASE_MIN_CONNECTIONS",
-        default_value_t = 1
+        default_value_t = DatabaseSettings::default().min_connections,
     )]
-    pub database_min_connections: u32,
+    database_min_connections: u32,
     /// How long a request waits for a free connection before failing with 503.
-    #[arg(long, global = true, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub database_acquire_timeout: Duration,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_ACQUIRE_TIMEOUT",
+        default_value = human(DatabaseSettings::default().acquire_timeout),
+        value_parser = humantime::parse_duration,
+    )]
+    database_acquire_timeout: Duration,
     /// Idle connections above the minimum are closed after this long.
-    #[arg(long, global = true, env = "DATABASE_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub database_idle_timeout: Duration,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_IDLE_TIMEOUT",
+        default_value = human(DatabaseSettings::default().idle_timeout),
+        value_parser = humantime::parse_duration,
+    )]
+    database_idle_timeout: Duration,
     /// Connections are replaced after this long.
-    #[arg(long, global = true, env = "DATABASE_MAX_LIFETIME", default_value = "30m", value_parser = humantime::parse_duration)]
-    pub database_max_lifetime: Duration,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_MAX_LIFETIME",
+        default_value = human(DatabaseSettings::default().max_lifetime),
+        value_parser = humantime::parse_duration,
+    )]
+    database_max_lifetime: Duration,
     /// A connection idle at least this long is pinged before it is handed out.
-    #[arg(long, global = true, env = "DATABASE_TEST_IF_IDLE_FOR", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub database_test_if_idle_for: Duration,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_TEST_IF_IDLE_FOR",
+        default_value = human(DatabaseSettings::default().test_before_acquire_if_idle_for),
+        value_parser = humantime::parse_duration,
+    )]
+    database_test_if_idle_for: Duration,
     /// PostgreSQL: statements running longer than this are cancelled by the server.
-    #[arg(long, global = true, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub database_statement_timeout: Duration,
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_STATEMENT_TIMEOUT",
+        default_value = human(DatabaseSettings::default().statement_timeout),
+        value_parser = humantime::parse_duration,
+    )]
+    database_statement_timeout: Duration,
     /// PostgreSQL: the name the pool's sessions show in pg_stat_activity.
     #[arg(
         long,
         global = true,
         env = "DATABASE_APPLICATION_NAME",
-        default_value = "mercado"
+        default_value_t = DatabaseSettings::default().application_name,
     )]
-    pub database_application_name: String,
+    database_application_name: String,
 }
 
-impl DatabaseArgs {
-    pub(crate) fn to_settings(&self) -> DatabaseSettings {
+impl From<DatabaseArgs> for DatabaseSettings {
+    fn from(args: DatabaseArgs) -> Self {
         DatabaseSettings {
-            url: creating_sqlite_file(&self.database_url).into(),
-            max_connections: self.database_max_connections,
-            min_connections: self.database_min_connections,
-            acquire_timeout: self.database_acquire_timeout,
-            idle_timeout: self.database_idle_timeout,
-            max_lifetime: self.database_max_lifetime,
-            test_before_acquire_if_idle_for: self.database_test_if_idle_for,
-            statement_timeout: self.database_statement_timeout,
-            application_name: self.database_application_name.clone(),
+            url: args.database_url,
+            max_connections: args.database_max_connections,
+            min_connections: args.database_min_connections,
+            acquire_timeout: args.database_acquire_timeout,
+            idle_timeout: args.database_idle_timeout,
+            max_lifetime: args.database_max_lifetime,
+            test_before_acquire_if_idle_for: args.database_test_if_idle_for,
+            statement_timeout: args.database_statement_timeout,
+            application_name: args.database_application_name,
         }
     }
+}
+
+/// A duration as the flags take it and `--help` shows it: `5s`, `10m`, `200ms`.
+fn human(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// Parses `--database-url` straight into a secret. A SQLite file is created when missing.
+fn database_url(text: &str) -> Result<DatabaseUrl, Infallible> {
+    Ok(DatabaseUrl::new(creating_sqlite_file(text)))
 }
 
 /// A SQLite URL that creates its file when missing (`mode=rwc`) unless it names a mode itself;
@@ -119,30 +270,67 @@ fn creating_sqlite_file(url: &str) -> String {
     format!("{url}{separator}mode=rwc")
 }
 
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Logging")]
-pub(crate) struct LogArgs {
-    /// What to log, as a tracing filter: `info`, or `info,mercado::sql=debug` to see every
-    /// statement. RUST_LOG, when set, wins.
-    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// `text` for people, `json` for log collectors.
-    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Statements slower than this are logged at WARN on `mercado::sql` (the others at DEBUG).
-    #[arg(long, env = "SQL_SLOW_THRESHOLD", default_value = "200ms", value_parser = humantime::parse_duration)]
-    pub sql_slow_threshold: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum LogFormat {
-    Text,
-    Json,
-}
-
 #[cfg(test)]
 mod tests {
-    use super::creating_sqlite_file;
+    use clap::{Command, FromArgMatches};
+
+    use super::*;
+
+    /// The flags as the binary has them, without their environment variables, so that a test
+    /// sees the defaults whatever the environment it runs in holds.
+    fn flags_without_env() -> Command {
+        SettingsArgs::augment_args(Command::new("mercado")).mut_args(|arg| arg.env(None::<&str>))
+    }
+
+    #[test]
+    fn unset_flags_parse_to_the_typed_defaults() -> anyhow::Result<()> {
+        let matches = flags_without_env().try_get_matches_from(["mercado"])?;
+
+        let parsed = Settings::from(SettingsArgs::from_arg_matches(&matches)?);
+
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Settings::default()));
+        Ok(())
+    }
+
+    #[test]
+    fn help_shows_every_default_as_before() {
+        let help = flags_without_env().render_long_help().to_string();
+
+        for default in [
+            "[default: sqlite://mercado.db?mode=rwc]",
+            "[default: 10]",
+            "[default: 1]",
+            "[default: 5s]",
+            "[default: 10m]",
+            "[default: 30m]",
+            "[default: 30s]",
+            "[default: mercado]",
+            "[default: info]",
+            "[default: text]",
+            "[default: 200ms]",
+            "[default: 127.0.0.1:8000]",
+        ] {
+            assert!(help.contains(default), "{default} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_flag_is_kept_secret_from_the_start() -> anyhow::Result<()> {
+        let matches = flags_without_env().try_get_matches_from([
+            "mercado",
+            "--database-url",
+            "postgres://app:s3cret@db.example/mercado",
+        ])?;
+
+        let parsed = Settings::from(SettingsArgs::from_arg_matches(&matches)?);
+
+        assert!(!format!("{parsed:?}").contains("s3cret"));
+        assert_eq!(
+            parsed.database.url.expose_secret(),
+            "postgres://app:s3cret@db.example/mercado"
+        );
+        Ok(())
+    }
 
     #[test]
     fn a_sqlite_file_url_without_a_mode_creates_its_file() {

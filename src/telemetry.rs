@@ -1,10 +1,14 @@
-//! The tracing subscriber, built once at start-up from the logging settings.
+//! The process's tracing subscriber, built once at start-up from [`LogSettings`]: a printer on
+//! stderr (text or JSON) filtered by `LOG_LEVEL` or `RUST_LOG`, beside the SQL capture's
+//! row-count layer. Tests install their own (`mercado_testkit::init_tracing`), silent unless
+//! `TEST_LOG` is set. It may depend on `tracing-subscriber` and `sql-observe`.
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::settings::{LogArgs, LogFormat};
+use crate::settings::{LogFormat, LogSettings};
 
-pub(crate) fn init(log: &LogArgs) -> anyhow::Result<()> {
+/// Installs the subscriber; fails if the filter does not parse or one is installed already.
+pub fn init(log: &LogSettings) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter)?,
         _ => EnvFilter::try_new(&log.log_level)?,

@@ -7,11 +7,12 @@ mod support;
 use std::time::Duration;
 
 use anyhow::Context;
-use api::{ApiError, ApiSettings, AppState, MAX_BODY_BYTES, extract::Json, extract::Path};
+use api::{ApiError, AppState, MAX_BODY_BYTES, extract::Json, extract::Path};
 use axum::{
     extract::State,
     routing::{get, post},
 };
+use mercado::settings::Settings;
 use mercado_testkit::{TestDb, backend_tests};
 use reqwest::{StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -63,7 +64,7 @@ fn probes() -> OpenApiRouter<AppState> {
 }
 
 async fn spawn_with_probes(db: &TestDb) -> TestApp {
-    TestApp::spawn_with(db, ApiSettings::default(), probes()).await
+    TestApp::spawn_with(db, |_| {}, probes()).await
 }
 
 backend_tests! {
@@ -91,8 +92,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
-        // The application's pool is a clone of this one: closing it closes theirs.
-        db.conn.close_by_ref().await?;
+        app.db.close_by_ref().await?;
 
         let response = app.get("/readyz").await;
 
@@ -148,8 +148,8 @@ backend_tests! {
     async fn a_request_that_times_out_still_reports_its_statements(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let settings = ApiSettings { request_timeout: Duration::from_millis(200) };
-        let app = TestApp::spawn_with(&db, settings, probes()).await;
+        let short = |settings: &mut Settings| settings.server.request_timeout = Duration::from_millis(200);
+        let app = TestApp::spawn_with(&db, short, probes()).await;
 
         let response = app.get("/probe/slow").await;
 
@@ -295,8 +295,8 @@ backend_tests! {
     async fn a_request_that_outlives_the_timeout_is_a_service_unavailable_problem(
         db: TestDb
     ) -> anyhow::Result<()> {
-        let settings = ApiSettings { request_timeout: Duration::from_millis(200) };
-        let app = TestApp::spawn_with(&db, settings, probes()).await;
+        let short = |settings: &mut Settings| settings.server.request_timeout = Duration::from_millis(200);
+        let app = TestApp::spawn_with(&db, short, probes()).await;
 
         let response = app.get("/probe/slow").await;
 

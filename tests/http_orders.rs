@@ -1,21 +1,21 @@
 //! Orders over HTTP, on every backend: `POST /orders` (with and without `Idempotency-Key`),
 //! `POST /orders/{id}/cancel`, `GET /orders/{id}` and `GET /me/orders`, with every status and
 //! error code each can answer; strangers who get 404 for orders that are not theirs; a list
-//! whose statement count does not grow with the orders; and the concurrency guarantees through
-//! parallel HTTP requests — no overselling, one order per idempotency key, one refund per order.
+//! whose statement count does not grow with the orders; and how parallel requests are answered —
+//! twenty 201s for twenty items, one order for one idempotency key, one 200 for one order's
+//! cancels. The stock and money behind each answer are the service tests' to check
+//! (`service/tests/orders.rs`, `concurrency.rs`); here they are checked only where the HTTP layer
+//! refuses a request before any operation runs.
 
 // In a test, a broken expectation is a failed test: expect says so most directly.
 #![allow(clippy::expect_used)]
 
 mod support;
 
-use std::sync::Arc;
-
 use mercado_testkit::{TestDb, backend_tests};
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
-use support::{Caller, TestApp, expect_problem, expect_validation_failure, query_count};
-use tokio::{sync::Barrier, task::JoinSet};
+use support::{Caller, TestApp, expect_problem, expect_validation_failure, query_count, race};
 
 /// Two sellers, three products and a buyer with 100.00.
 struct Shop {
@@ -87,7 +87,8 @@ async fn stock_of(app: &TestApp, product_id: i64) -> i64 {
     product["stock"].as_i64().expect("a stock")
 }
 
-/// Stock of each product, and the balance of each party: what a refused request must not change.
+/// Stock of each product, and the balance of each party: what a request the HTTP layer refuses
+/// must not change.
 async fn snapshot(app: &TestApp, shop: &Shop) -> (Vec<i64>, Vec<String>) {
     let mut stocks = Vec::new();
     for id in [shop.mug, shop.plate, shop.bowl] {
@@ -116,7 +117,7 @@ async fn outcome(response: Response) -> (StatusCode, Value) {
 }
 
 backend_tests! {
-    async fn an_order_takes_stock_charges_the_buyer_and_pays_each_seller(
+    async fn an_order_is_created_with_its_location_status_total_and_lines_in_the_order_sent(
         db: TestDb
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
@@ -139,10 +140,6 @@ backend_tests! {
                 {"product_id": shop.mug, "name": "The mug", "quantity": 3, "unit_price": "12.50"},
             ]),
             "the lines in the order they were sent"
-        );
-        assert_eq!(
-            snapshot(&app, &shop).await,
-            (vec![7, 3, 2], vec!["56.50".into(), "37.50".into(), "6.00".into()])
         );
         Ok(())
     }
@@ -170,60 +167,38 @@ backend_tests! {
         Ok(())
     }
 
-    async fn too_little_stock_names_the_product_and_changes_nothing(
-        db: TestDb
-    ) -> anyhow::Result<()> {
+    async fn too_little_stock_is_a_conflict_naming_the_product(db: TestDb) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-        let before = snapshot(&app, &shop).await;
 
         let response = place(&app, &shop.buyer, &items(&[(shop.mug, 1), (shop.bowl, 3)]), None)
             .await;
 
         let problem = expect_problem(response, StatusCode::CONFLICT, "insufficient_stock").await;
         assert_eq!(problem["detail"], format!("Insufficient stock for product {}", shop.bowl));
-        assert_eq!(snapshot(&app, &shop).await, before);
         Ok(())
     }
 
-    async fn the_last_items_in_stock_can_be_bought(db: TestDb) -> anyhow::Result<()> {
+    async fn too_little_money_is_a_conflict(db: TestDb) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-
-        order(&app, &shop.buyer, items(&[(shop.bowl, 2)])).await;
-        let response = place(&app, &shop.buyer, &items(&[(shop.bowl, 1)]), None).await;
-
-        expect_problem(response, StatusCode::CONFLICT, "insufficient_stock").await;
-        assert_eq!(stock_of(&app, shop.bowl).await, 0);
-        Ok(())
-    }
-
-    async fn too_little_money_is_refused_and_changes_nothing(db: TestDb) -> anyhow::Result<()> {
-        let app = TestApp::spawn(&db).await;
-        let shop = shop(&app).await;
-        let before = snapshot(&app, &shop).await;
 
         // 9 × 12.50 = 112.50, more than the buyer's 100.00.
         let response = place(&app, &shop.buyer, &items(&[(shop.plate, 1), (shop.mug, 9)]), None)
             .await;
 
         expect_problem(response, StatusCode::CONFLICT, "insufficient_funds").await;
-        assert_eq!(snapshot(&app, &shop).await, before);
         Ok(())
     }
 
-    async fn an_unknown_product_is_not_found_and_changes_nothing(
-        db: TestDb
-    ) -> anyhow::Result<()> {
+    async fn an_unknown_product_is_not_found(db: TestDb) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-        let before = snapshot(&app, &shop).await;
 
         let response = place(&app, &shop.buyer, &items(&[(shop.mug, 1), (999_999, 1)]), None)
             .await;
 
         expect_problem(response, StatusCode::NOT_FOUND, "not_found").await;
-        assert_eq!(snapshot(&app, &shop).await, before);
         Ok(())
     }
 
@@ -299,7 +274,7 @@ backend_tests! {
         Ok(())
     }
 
-    async fn a_repeated_idempotency_key_returns_the_first_order_and_changes_nothing(
+    async fn a_repeated_idempotency_key_answers_with_the_first_order_and_its_location(
         db: TestDb
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
@@ -309,15 +284,12 @@ backend_tests! {
         let first = place(&app, &shop.buyer, &body, Some("order-1")).await;
         assert_eq!(first.status(), StatusCode::CREATED);
         let first: Value = first.json().await?;
-        let after_first = snapshot(&app, &shop).await;
         let again = place(&app, &shop.buyer, &body, Some("order-1")).await;
 
         assert_eq!(again.status(), StatusCode::CREATED);
         let location = again.headers()[header::LOCATION].to_str()?.to_owned();
         assert_eq!(again.json::<Value>().await?, first);
         assert_eq!(location, format!("/orders/{}", first["id"]));
-        assert_eq!(snapshot(&app, &shop).await, after_first);
-        assert_eq!(after_first.1[0], "75.00", "charged once");
         Ok(())
     }
 
@@ -327,14 +299,12 @@ backend_tests! {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
         order_with_key(&app, &shop.buyer, items(&[(shop.mug, 1)]), "order-1").await;
-        let before = snapshot(&app, &shop).await;
 
         let other_quantity = place(&app, &shop.buyer, &items(&[(shop.mug, 2)]), Some("order-1")).await;
         let other_product = place(&app, &shop.buyer, &items(&[(shop.plate, 1)]), Some("order-1")).await;
 
         expect_problem(other_quantity, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
         expect_problem(other_product, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
-        assert_eq!(snapshot(&app, &shop).await, before);
         Ok(())
     }
 
@@ -349,7 +319,6 @@ backend_tests! {
         let accepted = place(&app, &shop.buyer, &items(&[(shop.bowl, 2)]), Some("retry-me")).await;
 
         assert_eq!(accepted.status(), StatusCode::CREATED);
-        assert_eq!(stock_of(&app, shop.bowl).await, 0);
         Ok(())
     }
 
@@ -363,7 +332,6 @@ backend_tests! {
         let second = order_with_key(&app, &other_buyer, body, "shared-key").await;
 
         assert_ne!(first["id"], second["id"]);
-        assert_eq!(stock_of(&app, shop.mug).await, 8);
         Ok(())
     }
 
@@ -406,12 +374,11 @@ backend_tests! {
         Ok(())
     }
 
-    async fn cancelling_returns_the_stock_refunds_the_buyer_and_takes_back_each_share(
+    async fn a_cancel_answers_with_the_cancelled_order_and_reading_it_says_so(
         db: TestDb
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-        let before = snapshot(&app, &shop).await;
         let placed = order(&app, &shop.buyer, items(&[(shop.mug, 2), (shop.plate, 1)])).await;
 
         let response = app
@@ -424,7 +391,6 @@ backend_tests! {
         assert_eq!(cancelled["id"], placed["id"]);
         assert_eq!(cancelled["total"], placed["total"]);
         assert_eq!(cancelled["items"], placed["items"]);
-        assert_eq!(snapshot(&app, &shop).await, before);
         let read: Value = app
             .get_as(&shop.buyer, &format!("/orders/{}", placed["id"]))
             .await
@@ -434,22 +400,20 @@ backend_tests! {
         Ok(())
     }
 
-    async fn an_order_is_cancelled_only_once(db: TestDb) -> anyhow::Result<()> {
+    async fn cancelling_an_order_a_second_time_is_a_conflict(db: TestDb) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
         let placed = order(&app, &shop.buyer, items(&[(shop.mug, 2)])).await;
         let cancel = format!("/orders/{}/cancel", placed["id"]);
         assert_eq!(app.post_empty_as(&shop.buyer, &cancel).await.status(), StatusCode::OK);
-        let after_first = snapshot(&app, &shop).await;
 
         let again = app.post_empty_as(&shop.buyer, &cancel).await;
 
         expect_problem(again, StatusCode::CONFLICT, "order_not_cancellable").await;
-        assert_eq!(snapshot(&app, &shop).await, after_first);
         Ok(())
     }
 
-    async fn an_order_whose_seller_spent_the_money_is_not_cancellable_and_nothing_changes(
+    async fn an_order_whose_seller_spent_the_money_is_a_conflict_to_cancel_and_stays_paid(
         db: TestDb
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
@@ -464,14 +428,12 @@ backend_tests! {
             )
             .await;
         assert_eq!(spent.status(), StatusCode::CREATED);
-        let before = snapshot(&app, &shop).await;
 
         let response = app
             .post_empty_as(&shop.buyer, &format!("/orders/{}/cancel", placed["id"]))
             .await;
 
         expect_problem(response, StatusCode::CONFLICT, "order_not_cancellable").await;
-        assert_eq!(snapshot(&app, &shop).await, before);
         let read: Value = app
             .get_as(&shop.buyer, &format!("/orders/{}", placed["id"]))
             .await
@@ -498,7 +460,6 @@ backend_tests! {
         let shop = shop(&app).await;
         let placed = order(&app, &shop.buyer, items(&[(shop.mug, 1)])).await;
         let theirs = placed["id"].as_i64().expect("an id");
-        let before = snapshot(&app, &shop).await;
         let nobodys = theirs + 1000;
 
         // The seller of the product is a stranger to the order too.
@@ -514,7 +475,6 @@ backend_tests! {
             let listed: Value = app.get_as(stranger, "/me/orders").await.json().await?;
             assert_eq!(listed, json!({"orders": []}));
         }
-        assert_eq!(snapshot(&app, &shop).await, before);
         Ok(())
     }
 
@@ -591,22 +551,17 @@ backend_tests! {
             buyers.push(app.register_funded(&format!("buyer{n}"), "10").await);
         }
 
-        let start = Arc::new(Barrier::new(CLIENTS * ATTEMPTS_EACH));
-        let mut racers = JoinSet::new();
-        for buyer in &buyers {
-            // Each client its own connections, as separate machines would have.
-            let client = reqwest::Client::builder().no_proxy().build()?;
-            for _ in 0..ATTEMPTS_EACH {
-                let (client, start, url) = (client.clone(), Arc::clone(&start), app.url("/orders"));
-                let (token, body) = (buyer.token.clone(), items(&[(scarce, 1)]));
-                racers.spawn(async move {
-                    start.wait().await;
-                    let response = client.post(url).bearer_auth(token).json(&body).send().await;
-                    outcome(response.expect("the server answers")).await
-                });
-            }
-        }
-        let outcomes = racers.join_all().await;
+        // Each client its own connections, as separate machines would have.
+        let clients: Vec<_> = buyers.iter().map(|_| support::client()).collect();
+        let outcomes = race(CLIENTS * ATTEMPTS_EACH, |i| {
+            let buyer = i / ATTEMPTS_EACH;
+            let request = clients[buyer]
+                .post(app.url("/orders"))
+                .bearer_auth(&buyers[buyer].token)
+                .json(&items(&[(scarce, 1)]));
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
 
         let placed = outcomes.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
         assert_eq!(placed, 20, "{outcomes:?}");
@@ -614,81 +569,43 @@ backend_tests! {
             assert_eq!(*status, StatusCode::CONFLICT, "{body}");
             assert_eq!(body["code"], "insufficient_stock", "{body}");
         }
-        assert_eq!(stock_of(&app, scarce).await, 0);
-        assert_eq!(app.balance_of(&seller).await, "30.00", "paid for exactly 20");
-        let mut spent = 0;
-        for buyer in &buyers {
-            let orders: Value = app.get_as(buyer, "/me/orders").await.json().await?;
-            let count = orders["orders"].as_array().map_or(0, Vec::len);
-            let expected_balance = match count {
-                0 => "10.00",
-                1 => "8.50",
-                _ => "7.00",
-            };
-            assert_eq!(app.balance_of(buyer).await, expected_balance, "{count} order(s)");
-            spent += count;
-        }
-        assert_eq!(spent, 20);
         Ok(())
     }
 
-    async fn one_idempotency_key_sent_ten_times_at_once_places_one_order(
+    async fn one_idempotency_key_sent_ten_times_at_once_is_answered_ten_times_with_one_order(
         db: TestDb
     ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-        let start = Arc::new(Barrier::new(10));
-        let mut racers = JoinSet::new();
-        for _ in 0..10 {
-            let client = reqwest::Client::builder().no_proxy().build()?;
-            let (start, url, token) = (Arc::clone(&start), app.url("/orders"), shop.buyer.token.clone());
-            let body = items(&[(shop.mug, 2), (shop.plate, 1)]);
-            racers.spawn(async move {
-                start.wait().await;
-                let response = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("idempotency-key", "checkout-7f3a")
-                    .json(&body)
-                    .send()
-                    .await;
-                outcome(response.expect("the server answers")).await
-            });
-        }
-        let outcomes = racers.join_all().await;
+        let outcomes = race(10, |_| {
+            let request = support::client()
+                .post(app.url("/orders"))
+                .bearer_auth(&shop.buyer.token)
+                .header("idempotency-key", "checkout-7f3a")
+                .json(&items(&[(shop.mug, 2), (shop.plate, 1)]));
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
 
         for (status, body) in &outcomes {
             assert_eq!(*status, StatusCode::CREATED, "{body}");
             assert_eq!(body["id"], outcomes[0].1["id"], "one order id");
         }
-        assert_eq!(
-            snapshot(&app, &shop).await,
-            (vec![8, 4, 2], vec!["72.00".into(), "25.00".into(), "3.00".into()]),
-            "one debit, one payment to each seller, stock taken once"
-        );
-        let listed: Value = app.get_as(&shop.buyer, "/me/orders").await.json().await?;
-        assert_eq!(listed["orders"].as_array().map(Vec::len), Some(1));
         Ok(())
     }
 
-    async fn ten_cancels_at_once_refund_once(db: TestDb) -> anyhow::Result<()> {
+    async fn ten_cancels_at_once_succeed_once_and_are_a_conflict_nine_times(
+        db: TestDb
+    ) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let shop = shop(&app).await;
-        let before = snapshot(&app, &shop).await;
         let placed = order(&app, &shop.buyer, items(&[(shop.mug, 2), (shop.plate, 1)])).await;
-        let start = Arc::new(Barrier::new(10));
-        let mut racers = JoinSet::new();
-        for _ in 0..10 {
-            let client = reqwest::Client::builder().no_proxy().build()?;
-            let url = app.url(&format!("/orders/{}/cancel", placed["id"]));
-            let (start, token) = (Arc::clone(&start), shop.buyer.token.clone());
-            racers.spawn(async move {
-                start.wait().await;
-                let response = client.post(url).bearer_auth(token).send().await;
-                outcome(response.expect("the server answers")).await
-            });
-        }
-        let outcomes = racers.join_all().await;
+        let cancel = app.url(&format!("/orders/{}/cancel", placed["id"]));
+        let outcomes = race(10, |_| {
+            let request = support::client().post(&cancel).bearer_auth(&shop.buyer.token);
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
 
         let cancelled = outcomes.iter().filter(|(status, _)| *status == StatusCode::OK).count();
         assert_eq!(cancelled, 1, "{outcomes:?}");
@@ -696,7 +613,6 @@ backend_tests! {
             assert_eq!(*status, StatusCode::CONFLICT, "{body}");
             assert_eq!(body["code"], "order_not_cancellable", "{body}");
         }
-        assert_eq!(snapshot(&app, &shop).await, before, "refunded and restocked once");
         Ok(())
     }
 }

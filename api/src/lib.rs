@@ -3,7 +3,8 @@
 //! [`app`] builds the whole application — routes, the OpenAPI document at `/openapi.json`,
 //! fallbacks for unknown routes and methods, and the middleware (request ids, tracing, a request
 //! timeout, a body limit) — and [`serve`] runs it until a shutdown future completes. The binary
-//! and the end-to-end tests start the same application; tests bind it to port 0.
+//! and the end-to-end tests start the same application, through the binary's library
+//! (`mercado::startup::Application`); tests bind it to port 0.
 //!
 //! Every error leaves through one type, [`ApiError`], as `application/problem+json`; handlers
 //! take their input through this crate's extractors ([`extract::Json`], [`extract::Path`],
@@ -90,13 +91,14 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     openapi::finish(document)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting connections and
-/// waits for the requests in flight (each bounded by the request timeout) before returning.
-pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> io::Result<()>
+/// Serves `app` (built by [`app`] or [`app_with_routes`]) on `listener` until `shutdown`
+/// completes, then stops accepting connections and waits for the requests in flight (each
+/// bounded by the request timeout) before returning.
+pub async fn serve<F>(listener: TcpListener, app: Router, shutdown: F) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, app(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -3,16 +3,20 @@
 //! concurrency; and single-task latency on the small database against the large one.
 
 use std::{
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
+use mercado::{
+    settings::Settings,
+    startup::{Application, DemoData, ServeOptions},
+};
 use serde::Serialize;
 use service::domain::chat::MessageLimit;
 use sql_observe::{self as observe, Scope};
-use tokio::net::TcpListener;
 use url::Url;
 
 use crate::{
@@ -203,12 +207,21 @@ async fn http_runs(
     callers: &Arc<Vec<Caller>>,
     scale: &Scale,
 ) -> anyhow::Result<Vec<LoadFigures>> {
-    // The application as the binary builds it: the observed connection, default API settings.
-    let state = api::AppState::new(db.app.clone(), api::ApiSettings::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
+    // The application as the binary builds it (`mercado::startup::Application`: its own pool
+    // with the capture installed, default pool and API settings) on a free port, over the
+    // database seeded already.
+    let mut settings = Settings::default();
+    settings.database.url = db.url.as_str().into();
+    settings.database.application_name = "mercado-bench".to_owned();
+    settings.server.listen_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let options = ServeOptions {
+        demo_data: DemoData::SkipQuietly,
+        ..ServeOptions::default()
+    };
+    let application = Application::build(settings, options).await?;
+    let address = application.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, state, async {
+    let server = tokio::spawn(application.run_until(async {
         let _ = stopped.await;
     }));
     let max_concurrency = scale.last10_concurrency.iter().copied().max().unwrap_or(1);

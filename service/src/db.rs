@@ -9,7 +9,7 @@
 //! the lock up front (`BEGIN IMMEDIATE`, see [`begin_write`]) so that they queue instead of
 //! failing.
 
-use std::{fmt, time::Duration};
+use std::{convert::Infallible, fmt, str::FromStr, time::Duration};
 
 use sea_orm::{
     AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
@@ -21,14 +21,74 @@ use url::Url;
 
 use crate::ServiceError;
 
-/// The default database: a SQLite file in the working directory, created if missing.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://mercado.db?mode=rwc";
-
-/// How to reach the database and how to pool connections to it.
+/// A database URL. It may hold a password, so it is kept secret from the moment it is parsed:
+/// `Display` and `Debug` show it with the password replaced by `***`, and only
+/// [`expose_secret`](DatabaseUrl::expose_secret) gives the real text, to hand to the driver.
 #[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+
+    /// The URL as it is, password included: for the driver, never for a log or a message.
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with any password replaced by `***`: the only form of it that may be shown.
+    pub fn redacted(&self) -> String {
+        redacted_url(self.expose_secret())
+    }
+
+    /// The backend the URL names.
+    pub fn backend(&self) -> Option<DbBackend> {
+        backend_of(self.expose_secret())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(url))
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        Self::new(url)
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self::new(url)
+    }
+}
+
+/// The redacted form: a URL without a password (such as the default) reads back as itself.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+/// How to reach the database and how to pool connections to it. [`Default`] holds every
+/// default value; the binary's flags take theirs from it.
+#[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// The database URL; it may hold a password, so it is kept secret.
-    pub url: SecretString,
+    pub url: DatabaseUrl,
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long a caller waits for a free connection before giving up.
@@ -48,7 +108,9 @@ pub struct DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: SecretString::from(DEFAULT_DATABASE_URL),
+            // A SQLite file in the working directory, created if missing: `cargo run` on a fresh
+            // clone needs no server.
+            url: DatabaseUrl::new("sqlite://mercado.db?mode=rwc"),
             max_connections: 10,
             min_connections: 1,
             acquire_timeout: Duration::from_secs(5),
@@ -61,42 +123,23 @@ impl Default for DatabaseSettings {
     }
 }
 
-impl fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &redacted_url(self.url.expose_secret()))
-            .field("max_connections", &self.max_connections)
-            .field("min_connections", &self.min_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_lifetime", &self.max_lifetime)
-            .field(
-                "test_before_acquire_if_idle_for",
-                &self.test_before_acquire_if_idle_for,
-            )
-            .field("statement_timeout", &self.statement_timeout)
-            .field("application_name", &self.application_name)
-            .finish()
-    }
-}
-
 impl DatabaseSettings {
     /// Settings for `url` with every other value at its default.
-    pub fn for_url(url: impl Into<String>) -> Self {
+    pub fn for_url(url: impl Into<DatabaseUrl>) -> Self {
         Self {
-            url: SecretString::from(url.into()),
+            url: url.into(),
             ..Self::default()
         }
     }
 
     /// The URL with any password replaced by `***`: the only form of it that may be shown.
     pub fn redacted_url(&self) -> String {
-        redacted_url(self.url.expose_secret())
+        self.url.redacted()
     }
 
     /// The backend the URL names.
     pub fn backend(&self) -> Option<DbBackend> {
-        backend_of(self.url.expose_secret())
+        self.url.backend()
     }
 }
 
@@ -249,6 +292,24 @@ mod tests {
         let shown = format!("{settings:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("app:***@localhost"), "{shown}");
+    }
+
+    #[test]
+    fn a_database_url_is_shown_redacted_and_exposed_only_on_request() {
+        let url = DatabaseUrl::from("postgres://app:s3cret@localhost/mercado");
+        assert_eq!(url.to_string(), "postgres://app:***@localhost/mercado");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(
+            url.expose_secret(),
+            "postgres://app:s3cret@localhost/mercado"
+        );
+    }
+
+    #[test]
+    fn the_default_url_reads_back_as_itself() {
+        // The binary's `--database-url` default is this URL's `Display`, parsed again.
+        let default = DatabaseSettings::default().url;
+        assert_eq!(default.to_string(), default.expose_secret());
     }
 
     #[tokio::test]

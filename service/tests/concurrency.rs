@@ -4,11 +4,10 @@
 //! the books straight; they run on SQLite too, where writers queue for the file's one write lock
 //! (`BEGIN IMMEDIATE`), which proves the same invariants without the parallelism.
 
-mod commerce_fixtures;
+mod support;
 
 use std::{collections::HashMap, sync::Arc};
 
-use commerce_fixtures::*;
 use entity::transfers;
 use mercado_testkit::{TestDb, backend_tests};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -27,6 +26,7 @@ use service::{
         orders::{cancel_order, place_order},
     },
 };
+use support::*;
 use tokio::{sync::Barrier, task::JoinSet};
 
 const POOL_SIZE: u32 = 24;

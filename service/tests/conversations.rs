@@ -20,9 +20,7 @@ use service::{
         messages::post_message,
     },
 };
-use support::{
-    counting_connection, create_product, create_user, every_statement, start_conversation,
-};
+use support::{counting_connection, create_user, every_statement, product, start_conversation};
 
 fn new_conversation(title: &str, participant_ids: Vec<i64>) -> anyhow::Result<NewConversation> {
     Ok(NewConversation {
@@ -82,7 +80,7 @@ backend_tests! {
     async fn a_conversation_can_be_about_a_product(db: TestDb) -> anyhow::Result<()> {
         let alice = create_user(&db.conn, "alice").await?;
         let seller = create_user(&db.conn, "seller").await?;
-        let product_id = create_product(&db.conn, seller.id, "LAMP-1").await?;
+        let product_id = product(&db.conn, seller.id, "LAMP-1", "12.50", 1).await?.id;
 
         let mut new = new_conversation("Is the lamp still there?", vec![seller.id])?;
         new.product_id = Some(product_id);

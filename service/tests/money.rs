@@ -1,15 +1,15 @@
 //! Deposits and transfers, on every configured backend: balances exact to the cent, every
 //! refusal leaving nothing behind.
 
-mod commerce_fixtures;
+mod support;
 
-use commerce_fixtures::*;
 use mercado_testkit::{TestDb, backend_tests};
 use service::{
     ServiceError,
     domain::money::Money,
     ops::money::{deposit, transfer},
 };
+use support::*;
 
 backend_tests! {
     async fn deposits_add_up_exactly_to_the_cent(db: TestDb) -> anyhow::Result<()> {

@@ -1,14 +1,10 @@
 //! Placing, cancelling and reading orders, on every configured backend: stock, balances and
 //! orders always agree, and every refusal leaves nothing behind.
 
-mod commerce_fixtures;
+mod support;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::atomic::Ordering;
 
-use commerce_fixtures::*;
 use entity::products;
 use mercado_testkit::{Backend, TestDb, backend_tests};
 use sea_orm::{
@@ -27,6 +23,7 @@ use service::{
     },
 };
 use sql_observe::{self as observe, ObserveConfig, SafelistEntry, Scope, ScopeReport};
+use support::*;
 
 /// A shop: a buyer with 100.00 and two sellers, each with one product.
 struct Shop {
@@ -81,17 +78,6 @@ fn keyed(pairs: &[(i64, i64)], key: &str) -> anyhow::Result<PlaceOrder> {
         lines: lines(pairs),
         idempotency_key: Some(IdempotencyKey::parse(key)?),
     })
-}
-
-/// A clone of the pool that counts the statements run through it.
-fn counting(db: &DatabaseConnection) -> (DatabaseConnection, Arc<AtomicUsize>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let mut counted = db.clone();
-    let counter = Arc::clone(&count);
-    counted.set_metric_callback(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    (counted, count)
 }
 
 backend_tests! {
@@ -370,7 +356,7 @@ backend_tests! {
         let shop = shop(&db.conn).await?;
         let other = user_with(&db.conn, "other", "100").await?;
         place_order(&db.conn, other, order_of(&[(shop.pen, 1)])).await?;
-        let (counted, statements) = counting(&db.conn);
+        let (counted, statements) = counting_connection(&db, every_statement);
 
         let first = place_order(&db.conn, shop.buyer, order_of(&[(shop.book, 1), (shop.pen, 1)])).await?;
         statements.store(0, Ordering::SeqCst);

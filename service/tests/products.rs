@@ -1,8 +1,7 @@
 //! Creating, reading and searching products, on every configured backend.
 
-mod commerce_fixtures;
+mod support;
 
-use commerce_fixtures::*;
 use entity::{inventory, products};
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -11,6 +10,7 @@ use service::{
     domain::products::{ProductQuery, ProductSort, SortOrder},
     ops::products::{create_product, get_product, search_products},
 };
+use support::*;
 
 /// The names a search returns, in order.
 async fn names(db: &TestDb, query: ProductQuery) -> anyhow::Result<Vec<String>> {

@@ -1,8 +1,7 @@
 //! Registration, authentication and reading users, on every configured backend.
 
-mod commerce_fixtures;
+mod support;
 
-use commerce_fixtures::*;
 use entity::{api_tokens, users};
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -12,6 +11,7 @@ use service::{
     ops::{self, users::authenticate},
 };
 use sha2::{Digest, Sha256};
+use support::*;
 
 backend_tests! {
     async fn registering_creates_a_user_with_an_empty_account_and_a_token_that_authenticates(

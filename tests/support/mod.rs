@@ -1,17 +1,33 @@
-//! The end-to-end rig: the real application ([`api::app`]) served on 127.0.0.1 port 0 over the
-//! test's own database, and a real HTTP client to call it. A test file includes it with
-//! `mod support;` and calls [`TestApp::spawn`] inside a `backend_tests!` test.
+//! The end-to-end rig: the real application, started by the same builder as `mercado serve`
+//! ([`mercado::startup::Application`]) with the test database's URL, on 127.0.0.1 port 0, and a
+//! real HTTP client to call it. A test file includes it with `mod support;` and calls
+//! [`TestApp::spawn`] inside a `backend_tests!` test. It also holds what several test files
+//! share: requests as a registered [`Caller`], problem assertions, and [`race`].
 
 // Each test file uses a different part of the rig; and in a test, a failed step is a failed test.
 #![allow(dead_code, unreachable_pub, clippy::expect_used)]
 
-use std::{io, net::SocketAddr};
+use std::{
+    future::Future,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
-use api::{ApiSettings, AppState};
+use anyhow::Context;
+use api::AppState;
+use mercado::{
+    settings::Settings,
+    startup::{Application, DemoData, ServeOptions},
+};
 use mercado_testkit::TestDb;
 use reqwest::{Response, StatusCode, header};
+use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{
+    sync::{Barrier, oneshot},
+    task::{JoinHandle, JoinSet},
+};
 use utoipa_axum::router::OpenApiRouter;
 
 /// A running server and a client for it. Dropping it stops the server.
@@ -19,48 +35,58 @@ use utoipa_axum::router::OpenApiRouter;
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
+    /// The application's own pool (not the test's `db.conn`): closing it takes the database
+    /// away from the application.
+    pub db: DatabaseConnection,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<io::Result<()>>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The settings a test's application starts from: the defaults, with the test's database and a
+/// free port.
+pub fn settings_for(db: &TestDb) -> Settings {
+    let mut settings = Settings::default();
+    settings.database.url = db.url.as_str().into();
+    // As long as the harness's own pool waits: tests run in parallel on few cores.
+    settings.database.acquire_timeout = Duration::from_secs(30);
+    settings.server.listen_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    settings
 }
 
 impl TestApp {
     /// Serves the application over `db` with the default settings.
     pub async fn spawn(db: &TestDb) -> TestApp {
-        TestApp::spawn_with(db, ApiSettings::default(), OpenApiRouter::new()).await
+        TestApp::spawn_with(db, |_| {}, OpenApiRouter::new()).await
     }
 
-    /// Serves the application over `db` with `settings`, plus `extra` routes (probes that drive
-    /// the shared machinery — extractors, timeout — through routes the API does not have).
+    /// Serves the application over `db`, with its settings changed by `configure`, plus
+    /// `routes` (probes that drive the shared machinery — extractors, timeout — through routes
+    /// the API does not have).
     pub async fn spawn_with(
         db: &TestDb,
-        settings: ApiSettings,
-        extra: OpenApiRouter<AppState>,
+        configure: impl FnOnce(&mut Settings),
+        routes: OpenApiRouter<AppState>,
     ) -> TestApp {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let mut settings = settings_for(db);
+        configure(&mut settings);
+        // The tests bring their own data: no demo users in their way, no welcome printed.
+        let options = ServeOptions {
+            demo_data: DemoData::SkipQuietly,
+            ..ServeOptions::default()
+        };
+        let application = Application::build_with_routes(settings, options, routes)
             .await
-            .expect("binding port 0");
-        let address = listener.local_addr().expect("a bound address");
-        // As the binary does: the capture on the app's own clone of the pool, so every request
-        // is counted (`x-query-count`) and the test's own arrangement on `db.conn` is not.
-        let mut conn = db.conn.clone();
-        sql_observe::install(&mut conn, api::sql_scope::observe_config());
-        let state = AppState::new(conn, settings);
-        let app = api::app_with_routes(state, extra);
+            .expect("the application starts");
+        let address = application.local_addr();
+        let app_db = application.db().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("an HTTP client");
+        let server = tokio::spawn(application.run_until(async {
+            let _ = stopped.await;
+        }));
         TestApp {
             address,
-            client,
+            client: client(),
+            db: app_db,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -169,7 +195,7 @@ impl TestApp {
     }
 
     /// Asks the server to stop, as SIGTERM would, and waits until it has.
-    pub async fn stop(mut self) -> io::Result<()> {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -236,4 +262,41 @@ pub fn query_count(response: &Response) -> usize {
         .expect("an ASCII count")
         .parse()
         .expect("a whole number")
+}
+
+/// The JSON body of a response that must have `status`.
+pub async fn json_of(response: Response, status: StatusCode) -> anyhow::Result<Value> {
+    let actual = response.status();
+    let body: Value = response.json().await.context("a JSON body")?;
+    assert_eq!(actual, status, "{body}");
+    Ok(body)
+}
+
+/// A new HTTP client, with connections of its own, as a separate machine would have.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Runs `racers` copies of `racer(i)` at once and returns what each produced, in no particular
+/// order. Each future is made first and then held at one barrier until all are ready, so that
+/// they really start together.
+pub async fn race<T, F, Fut>(racers: usize, racer: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let start = Arc::new(Barrier::new(racers));
+    let mut running = JoinSet::new();
+    for i in 0..racers {
+        let (start, run) = (Arc::clone(&start), racer(i));
+        running.spawn(async move {
+            start.wait().await;
+            run.await
+        });
+    }
+    running.join_all().await
 }

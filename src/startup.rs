@@ -1,0 +1,171 @@
+//! The application, built from [`Settings`] and run until stopped: by `mercado serve`, and on
+//! port 0 by every end-to-end test, so that both run exactly the same thing.
+//!
+//! [`Application::build`] does everything that can fail before the first request, in order: it
+//! connects ([`connect`]: the pool, counting rows, with the SQL capture installed before the
+//! connection is cloned), checks the schema ([`crate::schema`]), binds the listener, loads the
+//! demo data into an empty database and prints the welcome, and assembles the router over the
+//! state. [`Application::run_until_stopped`] then serves until SIGINT or SIGTERM, lets the
+//! requests in flight finish, and closes the pool. This module may depend on every crate of the
+//! workspace that the binary does.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use api::AppState;
+use axum::Router;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{
+    schema::{SchemaPolicy, ensure_schema},
+    settings::Settings,
+};
+
+/// What `serve` does before serving, beyond the settings: its own flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Apply pending migrations on any backend (`serve --migrate`); SQLite is migrated anyway.
+    pub migrate: bool,
+    pub demo_data: DemoData,
+}
+
+/// Whether the demo data set is loaded, and what is printed about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DemoData {
+    /// Into an empty database (one without users), load the demo data set and print the
+    /// welcome with its users' tokens; with any other, print how to get a token (`serve`).
+    #[default]
+    IntoEmpty,
+    /// Load nothing; say so, and how to get a token (`serve --no-demo-data`).
+    Skip,
+    /// Load nothing and print nothing: for tests and benchmarks, which bring their own data.
+    SkipQuietly,
+}
+
+/// Connects to the database as every command does: the pool with the row counts turned on
+/// (`sql_observe::count_rows`), and Mercado's SQL capture installed with the configured slow
+/// threshold, before the connection is cloned anywhere (clones taken earlier would not log or
+/// capture).
+pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    // The lifecycle lines keep the crate's own target (`INFO mercado: …`) wherever they are
+    // written from; the URL is shown redacted.
+    tracing::info!(target: "mercado", database = %settings.database.url, "connecting");
+    let mut db = service::db::connect_with(&settings.database, sql_observe::count_rows).await?;
+    let observe =
+        api::sql_scope::observe_config().with_slow_threshold(settings.log.sql_slow_threshold);
+    sql_observe::install(&mut db, observe);
+    Ok(db)
+}
+
+/// The application, bound and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: Router,
+    db: DatabaseConnection,
+}
+
+impl Application {
+    /// Connects, checks the schema, binds `settings.server.listen_addr` (port 0 picks a free
+    /// one), sees to the demo data and assembles the application.
+    pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Application> {
+        Application::build_with_routes(settings, options, OpenApiRouter::new()).await
+    }
+
+    /// [`build`](Application::build), with `routes` served beside the API's own, behind the
+    /// same middleware and fallbacks: the end-to-end tests mount probes with it (a route that
+    /// echoes a JSON body, one that never finishes) to drive the shared machinery through HTTP.
+    pub async fn build_with_routes(
+        settings: Settings,
+        options: ServeOptions,
+        routes: OpenApiRouter<AppState>,
+    ) -> anyhow::Result<Application> {
+        let db = connect(&settings).await?;
+        let policy = SchemaPolicy::Serve {
+            migrate: options.migrate,
+        };
+        ensure_schema(&db, policy).await?;
+        let requested = settings.server.listen_addr;
+        let listener = TcpListener::bind(requested)
+            .await
+            .with_context(|| format!("listening on {requested}"))?;
+        let address = listener
+            .local_addr()
+            .context("reading the address listened on")?;
+        greet(&db, options.demo_data, address).await?;
+        let state = AppState::new(db.clone(), settings.server.api());
+        let router = api::app_with_routes(state, routes);
+        Ok(Application {
+            listener,
+            address,
+            router,
+            db,
+        })
+    }
+
+    /// The address the application listens on, with the port the system chose for port 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The application's own pool, the one its requests use. Tests close it to see how the
+    /// application answers once the database is gone.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then as [`run_until`](Application::run_until).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(api::shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting connections, waits for the
+    /// requests in flight (each bounded by the request timeout) and closes the pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(target: "mercado", "serving on http://{}", self.address);
+        api::serve(self.listener, self.router, shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.db.close().await.context("closing the database pool")?;
+        tracing::info!(target: "mercado", "stopped");
+        Ok(())
+    }
+}
+
+/// Loads the demo data as `demo_data` says, and prints what a first visitor needs: the demo
+/// users' tokens, or how to get a token of one's own.
+async fn greet(
+    db: &DatabaseConnection,
+    demo_data: DemoData,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    use mercado_lab::demo_data::{base_url, how_to_get_a_token, is_empty, load, welcome};
+
+    let base = base_url(address);
+    match demo_data {
+        DemoData::SkipQuietly => {}
+        DemoData::Skip => {
+            let why = "No demo data (--no-demo-data).";
+            println!("{}", how_to_get_a_token(why, &base));
+        }
+        DemoData::IntoEmpty if is_empty(db).await? => {
+            let demo = load(db).await.context("loading the demo data set")?;
+            println!("{}", welcome(&demo, &base));
+        }
+        DemoData::IntoEmpty => {
+            let why = "The database already has users, so no demo data was loaded.";
+            println!("{}", how_to_get_a_token(why, &base));
+        }
+    }
+    Ok(())
+}
