@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use entity::{conversation_participants, conversations, messages, orders, products};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionSession,
     TransactionTrait, Value,
@@ -24,9 +23,10 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use service::{ServiceError, domain::chat::MessageBody};
 use sql_observe::{self as observe, CapturedStatement, Scope};
 
-use crate::loading::{DemoIds, seed_demo_data};
+use crate::seed::{self, BulkTarget, MessageSpec};
 
 /// How many times each side runs; the median is reported.
 pub const RUNS: usize = 7;
@@ -554,35 +554,30 @@ where
     })
 }
 
-/// Seeds the data the cases read: the demo data set plus a long conversation.
-pub async fn seed_compare_data<C: ConnectionTrait>(db: &C) -> Result<CaseInputs, DbErr> {
-    let data: DemoIds = seed_demo_data(db, 10).await?;
-    let conversation_id = data.conversations[0];
-    let sender_ids = [data.users[0], data.users[1]];
-    messages::Entity::insert_many((0..15).map(|i| messages::ActiveModel {
-        conversation_id: Set(conversation_id),
-        sender_id: Set(sender_ids[i % 2]),
-        reply_to_id: Set(None),
-        body: Set(format!("Message {i} of a long conversation")),
-        ..Default::default()
-    }))
-    .exec_without_returning(db)
-    .await?;
-    let search_pattern = match products::Entity::find_by_id(data.products[1])
-        .one(db)
-        .await?
-    {
-        // "Product 1" matches Product 1 and Product 10..19: more than the limit of 5 would.
-        Some(product) => format!("{}%", product.name),
-        None => "Product%".to_owned(),
-    };
+/// Seeds the data the cases read: the demo data set of 10, plus 15 messages in its first
+/// conversation so that "the last 10" leaves some out.
+pub async fn seed_compare_data<C: BulkTarget>(db: &C) -> Result<CaseInputs, ServiceError> {
+    let mut set = seed::recipes::demo(10)?;
+    let long = 0;
+    let members = set.conversations[long].participants();
+    for i in 0..15 {
+        set.messages.push(MessageSpec {
+            conversation: long,
+            sender: members[i % members.len()],
+            reply_to: None,
+            body: MessageBody::parse(format!("Message {i} of a long conversation"))?,
+        });
+    }
+    let ids = seed::bulk::write(db, &set, |_| {}).await?.ids;
+    // "Product 1%" matches Product 1 only, of ten.
+    let search_pattern = format!("{}%", set.products[1].name.as_str());
     Ok(CaseInputs {
-        conversation_id,
-        user_id: data.users[1],
+        conversation_id: ids.conversations[long],
+        user_id: ids.users[1],
         search_pattern,
-        order_id: data.orders.last().copied().unwrap_or_default(),
-        buyer_ids: data.users.clone(),
-        product_in_stock: data.products[0],
+        order_id: ids.orders.last().copied().unwrap_or_default(),
+        buyer_ids: ids.users.clone(),
+        product_in_stock: ids.products[0],
     })
 }
 
@@ -644,7 +639,7 @@ where
 }
 
 /// Seeds the data and runs every case inside one transaction that is rolled back.
-pub async fn run_compare(db: &DatabaseConnection) -> Result<CompareReport, DbErr> {
+pub async fn run_compare(db: &DatabaseConnection) -> Result<CompareReport, ServiceError> {
     let txn = db.begin().await?;
     let inputs = observe::unobserved(seed_compare_data(&txn)).await?;
     let cases = run_cases(&txn, &inputs).await?;
