@@ -3,8 +3,8 @@
 //!
 //! - [`loading`]: the same related data loaded lazily, joined and select-in, with the SQL each
 //!   sends (`mercado demo`);
-//! - [`compare`]: canonical queries through the ORM and as hand-written SQL, side by side
-//!   (`mercado compare`);
+//! - [`compare`]: canonical queries through the ORM — the application's own code wherever it
+//!   has the query — and as hand-written SQL, side by side (`mercado compare`);
 //! - [`seed`]: the one seeder. Every data set (the first-run demo data, the demo's related
 //!   rows, the sized sets of `mercado seed` and the benchmarks) is described once as a
 //!   [`seed::DataSet`] and written by one of two writers, in bulk or through `service::ops`;

@@ -1,6 +1,9 @@
 //! The ORM and the hand-written SQL of every canonical query return the same rows, on every
 //! backend.
 
+// In a test, a broken expectation is a failed test: unwrap and expect say so most directly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use entity::inventory;
 use mercado_lab::compare;
 use mercado_testkit::{TestDb, backend_tests};
@@ -31,6 +34,8 @@ backend_tests! {
         }
         let last_messages = cases[0].result.as_array().map(Vec::len);
         assert_eq!(last_messages, Some(10));
+        let search = cases[2].result.as_array().map(Vec::len);
+        assert_eq!(search, Some(5), "the products with stock: {:#}", cases[2].result);
         let guarded = &cases[5].result;
         assert_eq!(guarded["affected_when_in_stock"], 1);
         assert_eq!(guarded["affected_when_short"], 0);
