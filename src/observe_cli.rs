@@ -123,7 +123,7 @@ fn print_demo(report: &DemoReport) {
 
 pub(crate) async fn compare(db: &DatabaseConnection, json: bool) -> anyhow::Result<()> {
     ensure_migrated(db).await?;
-    let report = compare::run_compare(db)
+    let report = compare::run_compare(db, api::sql_scope::observe_config())
         .await
         .context("running the ORM/raw SQL comparison")?;
     if json {
