@@ -105,7 +105,7 @@ fn print_demo(report: &DemoReport) {
 
 pub(crate) async fn compare(db: &DatabaseConnection, json: bool) -> anyhow::Result<()> {
     ensure_schema(db, SchemaPolicy::Experiment).await?;
-    let report = compare::run_compare(db)
+    let report = compare::run_compare(db, api::sql_scope::observe_config())
         .await
         .context("running the ORM/raw SQL comparison")?;
     if json {

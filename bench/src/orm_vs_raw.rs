@@ -44,8 +44,9 @@ pub(crate) struct InputsShown {
     pub(crate) conversation_messages: i64,
     pub(crate) user_id: i64,
     pub(crate) user_conversations: i64,
-    pub(crate) search_pattern: String,
+    pub(crate) search_text: String,
     pub(crate) order_id: i64,
+    pub(crate) order_buyer_id: i64,
     pub(crate) buyer_ids: Vec<i64>,
     pub(crate) product_in_stock: i64,
 }
@@ -76,8 +77,8 @@ async fn choose_inputs(db: &BenchDatabase, ids: &SeededIds) -> anyhow::Result<In
 
     let buyers = fixtures::compare_buyers(ids);
     fixtures::ensure_compare_orders(db, ids).await?;
-    let order_id: i64 = sqlx::query_scalar(
-        "SELECT o.id FROM orders o JOIN order_items i ON i.order_id = o.id \
+    let (order_id, order_buyer_id): (i64, i64) = sqlx::query_as(
+        "SELECT o.id, o.buyer_id FROM orders o JOIN order_items i ON i.order_id = o.id \
          WHERE o.buyer_id = ANY($1) GROUP BY o.id ORDER BY COUNT(*) DESC, o.id LIMIT 1",
     )
     .bind(&buyers)
@@ -97,16 +98,17 @@ async fn choose_inputs(db: &BenchDatabase, ids: &SeededIds) -> anyhow::Result<In
         .bind(ids.products.first().copied().unwrap_or_default())
         .fetch_one(pool)
         .await?;
-    // "Lamp 0" → "Lamp %": a tenth of the seeded products share the word, more than the
-    // limit of 5, so the sort and the limit do work.
+    // "Lamp 0" → "Lamp": a tenth of the seeded products share the word (no other name contains
+    // it), more than the limit of 5, so the sort and the limit do work.
     let word = name.split_whitespace().next().unwrap_or("Lamp");
     Ok(InputsShown {
         conversation_id,
         conversation_messages,
         user_id,
         user_conversations,
-        search_pattern: format!("{word} %"),
+        search_text: word.to_owned(),
         order_id,
+        order_buyer_id,
         buyer_ids: buyers,
         product_in_stock,
     })
@@ -116,8 +118,9 @@ fn case_inputs(shown: &InputsShown) -> CaseInputs {
     CaseInputs {
         conversation_id: shown.conversation_id,
         user_id: shown.user_id,
-        search_pattern: shown.search_pattern.clone(),
+        search_text: shown.search_text.clone(),
         order_id: shown.order_id,
+        order_buyer_id: shown.order_buyer_id,
         buyer_ids: shown.buyer_ids.clone(),
         product_in_stock: shown.product_in_stock,
     }
@@ -163,35 +166,56 @@ async fn conversations_sqlx(
         .collect())
 }
 
+type ProductHitRow = (i64, String, String, Decimal, i64, i32);
+
 async fn product_search_sqlx(pool: &PgPool, input: &CaseInputs) -> anyhow::Result<Vec<ProductHit>> {
-    let rows: Vec<(i64, String, Decimal)> = sqlx::query_as(PRODUCT_SEARCH_SQL)
-        .bind(&input.search_pattern)
+    let rows: Vec<ProductHitRow> = sqlx::query_as(PRODUCT_SEARCH_SQL)
+        .bind(compare::contains_pattern(&input.search_text))
         .bind(5_i64)
+        .bind(0_i64)
         .fetch_all(pool)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, price)| ProductHit { id, name, price })
+        .map(|(id, sku, name, price, seller_id, stock)| ProductHit {
+            id,
+            sku,
+            name,
+            price,
+            seller_id,
+            stock,
+        })
         .collect())
 }
 
-type OrderLineRow = (i64, String, i32, i64, String, i32, Decimal);
+type OrderLineRow = (i64, String, i32, i64, String, i64, i32, Decimal);
 
 async fn order_lines_sqlx(pool: &PgPool, input: &CaseInputs) -> anyhow::Result<Vec<OrderLine>> {
     let rows: Vec<OrderLineRow> = sqlx::query_as(ORDER_LINES_SQL)
         .bind(input.order_id)
+        .bind(input.order_buyer_id)
         .fetch_all(pool)
         .await?;
     Ok(rows
         .into_iter()
         .map(
-            |(order_id, status, position, product_id, product_name, quantity, unit_price)| {
+            |(
+                order_id,
+                status,
+                position,
+                product_id,
+                product_name,
+                seller_id,
+                quantity,
+                unit_price,
+            )| {
                 OrderLine {
                     order_id,
                     status,
                     position,
                     product_id,
                     product_name,
+                    seller_id,
                     quantity,
                     unit_price,
                 }

@@ -296,7 +296,7 @@ fn markdown(r: &Results, charts: &str) -> String {
         i.conversation_messages,
         i.user_id,
         i.user_conversations,
-        i.search_pattern,
+        i.search_text,
         i.order_id,
         i.buyer_ids.len(),
         i.product_in_stock

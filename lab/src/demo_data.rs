@@ -1,25 +1,20 @@
-//! The demo data `serve` loads the first time it meets an empty database, so that `cargo run`
-//! on a fresh machine has something to show: three users with funded accounts, products with
-//! stock, and conversations with messages. Everything goes in through the service operations —
-//! the same validation and transactions as a request — never through SQL of its own.
+//! What `serve` does the first time it meets an empty database, so that `cargo run` on a fresh
+//! machine has something to show: it loads the first-run data set
+//! ([`crate::seed::recipes::first_run`]: three users with funded accounts, products with stock,
+//! conversations with messages) through the service operations
+//! ([`crate::seed::through_service`]: the same validation and transactions as a request, never
+//! SQL of its own), and prints a welcome with each user's token.
 //!
-//! A database counts as empty when it has no user. Tokens are shown once, when the users are
-//! created: only their hashes are stored, so a later run cannot show them again and says how to
-//! get a token of one's own instead.
+//! A database counts as empty when it has no user (asked through `service::ops`). Tokens are
+//! shown once, when the users are created: only their hashes are stored, so a later run cannot
+//! show them again and says how to get a token of one's own instead.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
-use service::{
-    domain::{
-        chat::{MessageBody, NewConversation, NewMessage, Title},
-        money::Money,
-        products::{NewProduct, ProductName, Sku, Stock},
-        users::{DisplayName, Email, NewUser, Username},
-    },
-    ops,
-};
+
+use crate::seed::{recipes, through_service};
 
 /// A demo user and the token to call the API as them.
 #[derive(Debug)]
@@ -47,135 +42,34 @@ pub async fn is_empty(db: &DatabaseConnection) -> anyhow::Result<bool> {
     Ok(!exists)
 }
 
-/// (username, display name, deposit)
-const USERS: [(&str, &str, &str); 3] = [
-    ("ann", "Ann Lee", "500.00"),
-    ("bob", "Bob Martin", "250.00"),
-    ("carol", "Carol Díaz", "100.00"),
-];
-
-/// (seller index, sku, name, price, stock)
-const PRODUCTS: [(usize, &str, &str, &str, i64); 4] = [
-    (1, "BIKE-ROAD-01", "Road bike, 56 cm", "120.00", 3),
-    (1, "HELMET-M", "Cycling helmet (M)", "35.50", 10),
-    (2, "LAMP-DESK", "Desk lamp", "18.00", 25),
-    (2, "MUG-ENAMEL", "Enamel mug", "7.50", 40),
-];
-
-/// Loads the demo data set through the service operations.
+/// Loads the first-run data set through the service operations.
 pub async fn load(db: &DatabaseConnection) -> anyhow::Result<Demo> {
-    let mut users = Vec::new();
-    let mut ids = Vec::new();
-    for (username, display_name, deposit) in USERS {
-        let registered = ops::users::register(
-            db,
-            NewUser {
-                username: Username::parse(username)?,
-                email: Email::parse(format!("{username}@example.com"))?,
-                display_name: Some(DisplayName::parse(display_name)?),
-            },
-        )
+    let set = recipes::first_run().context("describing the demo data set")?;
+    let written = through_service::write(db, &set)
         .await
-        .with_context(|| format!("registering demo user {username}"))?;
-        let balance = ops::money::deposit(db, registered.user.id, Money::amount(deposit)?)
-            .await
-            .with_context(|| format!("funding demo user {username}"))?;
-        ids.push(registered.user.id);
-        users.push(DemoUser {
-            username: username.to_owned(),
-            display_name: display_name.to_owned(),
+        .context("writing the demo data set")?;
+    let users = set
+        .users
+        .iter()
+        .zip(written.tokens)
+        .zip(&written.balances)
+        .map(|((user, token), balance)| DemoUser {
+            username: user.username.as_str().to_owned(),
+            display_name: user.display_name.as_str().to_owned(),
             balance: balance.to_string(),
-            token: registered.token,
-        });
-    }
-    let [ann, bob, carol] = [ids[0], ids[1], ids[2]];
-
-    let mut product_ids = Vec::new();
-    for (seller, sku, name, price, stock) in PRODUCTS {
-        let product = ops::products::create_product(
-            db,
-            ids[seller],
-            NewProduct {
-                sku: Sku::parse(sku)?,
-                name: ProductName::parse(name)?,
-                price: Money::price(price)?,
-                stock: Stock::new(stock)?,
-            },
-        )
-        .await
-        .with_context(|| format!("creating demo product {sku}"))?;
-        product_ids.push(product.id);
-    }
-    let bike = product_ids[0];
-
-    let conversations = [
-        (
-            ann,
-            "About the road bike",
-            vec![bob],
-            Some(bike),
-            vec![
-                (ann, "Hi Bob! Is the road bike still for sale?"),
-                (bob, "It is. Want to try it on Saturday?"),
-                (ann, "Saturday morning works 🚲"),
-            ],
-        ),
-        (
-            carol,
-            "Saturday ride",
-            vec![ann, bob],
-            None,
-            vec![
-                (
-                    carol,
-                    "Who's in for a ride on Saturday? Meet at the \"old\" bridge.",
-                ),
-                (bob, "Me! I'll bring a spare helmet."),
-            ],
-        ),
-        (
-            bob,
-            "Lamp for the workshop",
-            vec![carol],
-            Some(product_ids[2]),
-            vec![(bob, "Does the desk lamp take E27 bulbs?")],
-        ),
-    ];
-    let mut conversation_ids = Vec::new();
-    for (creator, title, others, product_id, messages) in conversations {
-        let conversation = ops::conversations::create_conversation(
-            db,
-            creator,
-            NewConversation {
-                title: Title::parse(title)?,
-                participant_ids: others,
-                product_id,
-            },
-        )
-        .await
-        .with_context(|| format!("starting demo conversation {title:?}"))?;
-        let mut previous = None;
-        for (sender, body) in messages {
-            let message = ops::messages::post_message(
-                db,
-                sender,
-                conversation.id,
-                NewMessage {
-                    body: MessageBody::parse(body)?,
-                    reply_to_id: previous,
-                },
-            )
-            .await
-            .with_context(|| format!("posting to demo conversation {title:?}"))?;
-            previous = Some(message.id);
-        }
-        conversation_ids.push(conversation.id);
-    }
-
+            token,
+        })
+        .collect();
+    let to_order = set.products.iter().position(|product| {
+        product.seller != 0 && product.stock.is_some_and(|stock| stock.get() > 0)
+    });
+    let product_to_order = to_order
+        .and_then(|index| written.ids.products.get(index).copied())
+        .context("the demo data set has no product for its first user to order")?;
     Ok(Demo {
         users,
-        conversation_ids,
-        product_to_order: bike,
+        conversation_ids: written.ids.conversations,
+        product_to_order,
     })
 }
 
@@ -237,6 +131,7 @@ pub fn how_to_get_a_token(why: &str, base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use mercado_testkit::{TestDb, backend_tests};
+    use service::ops;
 
     use super::*;
 

@@ -11,26 +11,23 @@
 //!   columns and parents paginate normally; it costs one round trip per level.
 //!
 //! Every function here answers with plain types sorted by id, so the three strategies can be
-//! compared with `==`. They read only the rows whose ids they are given. [`seed_demo_data`]
-//! inserts a small, self-consistent data set (a fixed number of statements, whatever its size)
-//! for `mercado demo` and the tests; [`run_demo`] runs every question every way inside one
-//! transaction that it rolls back.
+//! compared with `==`. They read only the rows whose ids they are given, with queries of their
+//! own (the strategies are the lesson; the application's reads are in `service::repo`).
+//! [`run_demo`] writes the demo data set ([`crate::seed::demo`]) and runs every question every
+//! way inside one transaction that it rolls back.
 
 use std::time::Instant;
 
-use entity::{
-    conversation_participants, conversations, inventory, messages, order_items, orders, products,
-    users,
-};
-use rust_decimal::Decimal;
+use entity::{conversations, inventory, messages, orders, products, users};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    LinkDef, Linked, LoaderTrait, ModelTrait, QueryFilter, QueryOrder, RelationTrait,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, LinkDef, Linked,
+    LoaderTrait, ModelTrait, QueryFilter, QueryOrder, RelationTrait, TransactionTrait,
 };
 use serde::Serialize;
-
+use service::ServiceError;
 use sql_observe::{self as observe, CapturedStatement, Finding, Scope};
+
+use crate::seed::{self, SeededIds};
 
 /// How related rows are fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -603,169 +600,6 @@ pub async fn user_orders_select_in<C: ConnectionTrait>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Demo data.
-
-/// The ids of the rows [`seed_demo_data`] inserted.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DemoIds {
-    pub users: Vec<i64>,
-    pub products: Vec<i64>,
-    pub conversations: Vec<i64>,
-    pub messages: Vec<i64>,
-    pub orders: Vec<i64>,
-}
-
-/// Inserts `size` users, `size` products (every other one with inventory), `size`
-/// conversations of two participants with three messages each (two replying to the first), and
-/// 0, 1 or 2 orders per user of one or two lines each — in seven multi-row INSERTs whatever
-/// `size` is. Names carry a random tag, so it can run on a database that has data already.
-pub async fn seed_demo_data<C: ConnectionTrait>(db: &C, size: usize) -> Result<DemoIds, DbErr> {
-    let size = size.max(2);
-    let tag = format!("{:06x}", rand::random::<u32>() & 0x00ff_ffff);
-    let names = [
-        "alice", "bruno", "chloe", "dmitri", "elena", "farid", "greta", "hiro", "ines", "jonas",
-    ];
-    let name_of = |i: usize| format!("{}{}_{tag}", names[i % names.len()], i / names.len());
-
-    let users_inserted = users::Entity::insert_many((0..size).map(|i| users::ActiveModel {
-        username: Set(name_of(i)),
-        username_canonical: Set(name_of(i)),
-        email: Set(format!("{}@example.com", name_of(i))),
-        email_canonical: Set(format!("{}@example.com", name_of(i))),
-        display_name: Set(format!("Demo user {i}")),
-        ..Default::default()
-    }))
-    .exec_with_returning(db)
-    .await?;
-    let user_ids: Vec<i64> = users_inserted.iter().map(|u| u.id).collect();
-
-    let products_inserted =
-        products::Entity::insert_many((0..size).map(|i| products::ActiveModel {
-            sku: Set(format!("DEMO-{tag}-{i}")),
-            name: Set(format!("Product {i}")),
-            price: Set(Decimal::new(1000 + 250 * i as i64, 2)),
-            seller_id: Set(user_ids[i]),
-            ..Default::default()
-        }))
-        .exec_with_returning(db)
-        .await?;
-    let product_ids: Vec<i64> = products_inserted.iter().map(|p| p.id).collect();
-    inventory::Entity::insert_many(product_ids.iter().enumerate().step_by(2).map(|(i, id)| {
-        inventory::ActiveModel {
-            product_id: Set(*id),
-            quantity: Set(10 * (i as i32 + 1)),
-        }
-    }))
-    .exec_without_returning(db)
-    .await?;
-
-    let conversations_inserted =
-        conversations::Entity::insert_many((0..size).map(|i| conversations::ActiveModel {
-            title: Set(format!("About product {i}")),
-            product_id: Set(Some(product_ids[i])),
-            created_by: Set(user_ids[i]),
-            ..Default::default()
-        }))
-        .exec_with_returning(db)
-        .await?;
-    let conversation_ids: Vec<i64> = conversations_inserted.iter().map(|c| c.id).collect();
-    let partner = |i: usize| (i + 1) % size;
-    conversation_participants::Entity::insert_many((0..size).flat_map(|i| {
-        [i, partner(i)].map(|who| conversation_participants::ActiveModel {
-            conversation_id: Set(conversation_ids[i]),
-            user_id: Set(user_ids[who]),
-            ..Default::default()
-        })
-    }))
-    .exec_without_returning(db)
-    .await?;
-
-    let openers = messages::Entity::insert_many((0..size).map(|i| messages::ActiveModel {
-        conversation_id: Set(conversation_ids[i]),
-        sender_id: Set(user_ids[i]),
-        reply_to_id: Set(None),
-        body: Set(format!("Is product {i} still available?")),
-        ..Default::default()
-    }))
-    .exec_with_returning(db)
-    .await?;
-    let replies = messages::Entity::insert_many((0..size).flat_map(|i| {
-        let opener = openers[i].id;
-        [
-            (partner(i), format!("Yes, product {i} is available.")),
-            (i, "Great, ordering now.".to_owned()),
-        ]
-        .map(|(who, body)| messages::ActiveModel {
-            conversation_id: Set(conversation_ids[i]),
-            sender_id: Set(user_ids[who]),
-            reply_to_id: Set(Some(opener)),
-            body: Set(body),
-            ..Default::default()
-        })
-    }))
-    .exec_with_returning(db)
-    .await?;
-    let mut message_ids: Vec<i64> = openers.iter().chain(&replies).map(|m| m.id).collect();
-    message_ids.sort_unstable();
-
-    // User i places i % 3 orders; order k of user i buys products i+k and i+k+1 (k+1 lines).
-    let mut order_plan: Vec<(usize, Vec<usize>)> = Vec::new();
-    for i in 0..size {
-        for k in 0..i % 3 {
-            let lines = (0..=k).map(|line| (i + k + line) % size).collect();
-            order_plan.push((i, lines));
-        }
-    }
-    let orders_inserted = if order_plan.is_empty() {
-        Vec::new()
-    } else {
-        orders::Entity::insert_many(order_plan.iter().map(|(buyer, lines)| {
-            let total: Decimal = lines.iter().map(|p| products_inserted[*p].price).sum();
-            orders::ActiveModel {
-                buyer_id: Set(user_ids[*buyer]),
-                status: Set("paid".to_owned()),
-                total: Set(total),
-                idempotency_key: Set(None),
-                ..Default::default()
-            }
-        }))
-        .exec_with_returning(db)
-        .await?
-    };
-    let order_ids: Vec<i64> = orders_inserted.iter().map(|o| o.id).collect();
-    let products_inserted = &products_inserted;
-    let item_rows: Vec<order_items::ActiveModel> = order_plan
-        .iter()
-        .zip(&order_ids)
-        .flat_map(|((_, lines), order_id)| {
-            lines
-                .iter()
-                .enumerate()
-                .map(move |(position, product)| order_items::ActiveModel {
-                    order_id: Set(*order_id),
-                    product_id: Set(products_inserted[*product].id),
-                    position: Set(position as i32 + 1),
-                    quantity: Set(1),
-                    unit_price: Set(products_inserted[*product].price),
-                })
-        })
-        .collect();
-    if !item_rows.is_empty() {
-        order_items::Entity::insert_many(item_rows)
-            .exec_without_returning(db)
-            .await?;
-    }
-
-    Ok(DemoIds {
-        users: user_ids,
-        products: product_ids,
-        conversations: conversation_ids,
-        messages: message_ids,
-        orders: order_ids,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // The demo.
 
 /// One strategy's run of one question.
@@ -805,7 +639,7 @@ pub struct DemoSection {
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoReport {
     pub backend: String,
-    pub data: DemoIds,
+    pub data: SeededIds,
     pub sections: Vec<DemoSection>,
 }
 
@@ -878,9 +712,9 @@ macro_rules! section {
 /// Inserts the demo data and runs every question with every strategy, inside one transaction
 /// that is rolled back: it leaves the database as it found it. `db` should be observed
 /// ([`observe::install`]), or the statement counts are all zero.
-pub async fn run_demo(db: &DatabaseConnection, size: usize) -> Result<DemoReport, DbErr> {
+pub async fn run_demo(db: &DatabaseConnection, size: usize) -> Result<DemoReport, ServiceError> {
     let txn = db.begin().await?;
-    let data = observe::unobserved(seed_demo_data(&txn, size)).await?;
+    let data = observe::unobserved(seed::demo(&txn, size)).await?;
     let backend = format!("{:?}", db.get_database_backend());
     let mut sections = Vec::new();
 

@@ -1,11 +1,63 @@
 //! The ORM and the hand-written SQL of every canonical query return the same rows, on every
-//! backend.
+//! backend, and the comparison's deliberate repeats are not reported as N+1 patterns.
+
+// In a test, a broken expectation is a failed test: unwrap and expect say so most directly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use entity::inventory;
 use mercado_lab::compare;
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{DbBackend, EntityTrait, TransactionTrait};
-use sql_observe::{self as observe, DetectorMode, ObserveConfig};
+use sql_observe::{self as observe, DetectorMode, ObserveConfig, Scope};
+use tracing::instrument::WithSubscriber;
+
+/// A log sink for a test subscriber: everything written, as text.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        // A second, never-dropped dispatcher makes tracing ask every registered subscriber
+        // about a callsite, not only the first thread's default (see tests/observe.rs).
+        static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
+        SECOND_DISPATCHER
+            .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+        let sink = self.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("mercado::sql=warn")
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Mercado's capture configuration, as far as it matters here: findings logged on
+/// `mercado::sql`, call sites in Mercado's crates.
+fn application_config() -> ObserveConfig {
+    ObserveConfig::default()
+        .log_to(sql_observe::tracing_log!("mercado::sql"))
+        .with_own_crate("service")
+        .with_own_crate("mercado_lab")
+}
 
 backend_tests! {
     async fn every_case_returns_identical_results_through_the_orm_and_raw_sql(
@@ -31,11 +83,48 @@ backend_tests! {
         }
         let last_messages = cases[0].result.as_array().map(Vec::len);
         assert_eq!(last_messages, Some(10));
+        let search = cases[2].result.as_array().map(Vec::len);
+        assert_eq!(search, Some(5), "the products with stock: {:#}", cases[2].result);
         let guarded = &cases[5].result;
         assert_eq!(guarded["affected_when_in_stock"], 1);
         assert_eq!(guarded["affected_when_short"], 0);
         let stock_after = inventory::Entity::find_by_id(inputs.product_in_stock).one(&conn).await?;
         assert_eq!(stock_after, stock_before, "every run rolls its update back");
+        Ok(())
+    }
+
+    async fn the_guarded_update_run_twice_on_each_side_is_suppressed_with_the_comparisons_reason(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let mut conn = db.conn.clone();
+        observe::install(&mut conn, compare::with_deliberate_repeats(application_config()));
+        let inputs = compare::seed_compare_data(&conn).await?;
+
+        let (orm, orm_report) =
+            observe::scope(Scope::test("orm"), compare::guarded_update_orm(&conn, &inputs)).await;
+        let (raw, raw_report) =
+            observe::scope(Scope::test("raw"), compare::guarded_update_raw(&conn, &inputs)).await;
+
+        assert_eq!(orm?, raw?);
+        for report in [orm_report, raw_report] {
+            assert!(report.findings.is_empty(), "{:#?}", report.findings);
+            assert_eq!(report.suppressed.len(), 1, "{:#?}", report.suppressed);
+            let reason = report.suppressed[0].safelisted.as_deref();
+            assert_eq!(reason, Some(compare::GUARDED_UPDATE_TWICE));
+        }
+        Ok(())
+    }
+
+    async fn the_comparison_logs_no_repeated_statement_warning(db: TestDb) -> anyhow::Result<()> {
+        let log = CapturedLog::default();
+
+        let report = compare::run_compare(&db.conn, application_config())
+            .with_subscriber(log.subscriber())
+            .await?;
+
+        assert_eq!(report.cases.len(), 6);
+        let logged = log.text();
+        assert!(!logged.contains("WARN"), "{logged}");
         Ok(())
     }
 }

@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use entity::users;
-use mercado_lab::loading::{self, Strategy};
+use mercado_lab::{
+    loading::{self, Strategy},
+    seed,
+};
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use sql_observe::{self as observe, DetectorMode, ObserveConfig, Scope, ScopeReport};
@@ -64,7 +67,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let conn = observed(&db);
-        let data = loading::seed_demo_data(&conn, 4).await?;
+        let data = seed::demo(&conn, 4).await?;
         let ids = &data.conversations;
 
         let runs = [
@@ -83,7 +86,7 @@ backend_tests! {
 
     async fn users_with_conversations_agree_across_strategies(db: TestDb) -> anyhow::Result<()> {
         let conn = observed(&db);
-        let data = loading::seed_demo_data(&conn, 4).await?;
+        let data = seed::demo(&conn, 4).await?;
         let ids = &data.users;
 
         let runs = [
@@ -100,7 +103,7 @@ backend_tests! {
 
     async fn products_with_inventory_agree_across_strategies(db: TestDb) -> anyhow::Result<()> {
         let conn = observed(&db);
-        let data = loading::seed_demo_data(&conn, 4).await?;
+        let data = seed::demo(&conn, 4).await?;
         let ids = &data.products;
 
         let runs = [
@@ -119,7 +122,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let conn = observed(&db);
-        let data = loading::seed_demo_data(&conn, 3).await?;
+        let data = seed::demo(&conn, 3).await?;
         let ids = &data.messages;
 
         let runs = [
@@ -138,7 +141,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let conn = observed(&db);
-        let data = loading::seed_demo_data(&conn, 6).await?;
+        let data = seed::demo(&conn, 6).await?;
         let ids = &data.users;
 
         let runs = [

@@ -12,7 +12,7 @@ use std::{
 
 use entity::{api_tokens, products, users};
 use futures::FutureExt;
-use mercado_lab::loading;
+use mercado_lab::{loading, seed};
 use mercado_testkit::{TestDb, backend_tests};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -90,7 +90,7 @@ fn new_user(tag: &str) -> users::ActiveModel {
 backend_tests! {
     async fn select_in_loading_is_not_flagged(db: TestDb) -> anyhow::Result<()> {
         let conn = observed(&db, configured());
-        let data = loading::seed_demo_data(&conn, 5).await?;
+        let data = seed::demo(&conn, 5).await?;
 
         let (threads, report) = observe::scope(
             Scope::test("select-in"),
@@ -109,7 +109,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let conn = observed(&db, configured());
-        let data = loading::seed_demo_data(&conn, 4).await?;
+        let data = seed::demo(&conn, 4).await?;
 
         let (users_found, report) = observe::scope(
             Scope::test("lazy"),
@@ -167,7 +167,7 @@ backend_tests! {
 
     async fn pages_of_one_query_are_not_flagged(db: TestDb) -> anyhow::Result<()> {
         let conn = observed(&db, configured());
-        loading::seed_demo_data(&conn, 7).await?;
+        seed::demo(&conn, 7).await?;
 
         let (pages, report) = observe::scope(Scope::test("pages"), async {
             let paginator = users::Entity::find().order_by_asc(users::Column::Id).paginate(&conn, 3);
@@ -218,7 +218,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let conn = observed(&db, configured());
-        let data = loading::seed_demo_data(&conn, 3).await?;
+        let data = seed::demo(&conn, 3).await?;
 
         let users_conn = conn.clone();
         let user_id = data.users[0];
@@ -327,7 +327,7 @@ backend_tests! {
         let lazy = AssertUnwindSafe(assert_no_growth(|n| {
             let conn = conn.clone();
             async move {
-                let data = observe::unobserved(loading::seed_demo_data(&conn, n)).await?;
+                let data = observe::unobserved(seed::demo(&conn, n)).await?;
                 loading::product_stock_lazy(&conn, &data.products).await?;
                 anyhow::Ok(())
             }
@@ -337,7 +337,7 @@ backend_tests! {
         let select_in = assert_no_growth(|n| {
             let conn = conn.clone();
             async move {
-                let data = observe::unobserved(loading::seed_demo_data(&conn, n)).await?;
+                let data = observe::unobserved(seed::demo(&conn, n)).await?;
                 loading::product_stock_select_in(&conn, &data.products).await?;
                 anyhow::Ok(())
             }
@@ -353,7 +353,7 @@ backend_tests! {
 
     async fn raise_mode_fails_the_scope_with_the_finding(db: TestDb) -> anyhow::Result<()> {
         let conn = observed(&db, configured().with_mode(DetectorMode::Raise));
-        let data = loading::seed_demo_data(&conn, 3).await?;
+        let data = seed::demo(&conn, 3).await?;
 
         let raised = AssertUnwindSafe(observe::scope(
             Scope::test("raise"),
@@ -382,7 +382,7 @@ backend_tests! {
                 SafelistEntry::new("FROM \"inventory\"", reason).in_function("product_stock_lazy"),
             ),
         );
-        let data = loading::seed_demo_data(&conn, 3).await?;
+        let data = seed::demo(&conn, 3).await?;
 
         let (_, report) = observe::scope(
             Scope::test("safelist"),
@@ -400,7 +400,7 @@ backend_tests! {
         db: TestDb
     ) -> anyhow::Result<()> {
         let conn = observed(&db, configured().with_mode(DetectorMode::Off));
-        let data = loading::seed_demo_data(&conn, 3).await?;
+        let data = seed::demo(&conn, 3).await?;
 
         assert_statement_count(2, loading::product_stock_select_in(&conn, &data.products)).await?;
         assert_statements_at_most(2, loading::product_stock_joined(&conn, &data.products)).await?;
@@ -458,7 +458,7 @@ backend_tests! {
 
     async fn warn_mode_logs_a_warning_naming_the_statement(db: TestDb) -> anyhow::Result<()> {
         let conn = observed(&db, configured());
-        let data = loading::seed_demo_data(&conn, 3).await?;
+        let data = seed::demo(&conn, 3).await?;
         let log = CapturedLog::default();
 
         let (stock, _) = observe::scope(
