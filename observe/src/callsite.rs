@@ -114,7 +114,11 @@ mod tests {
     #[test]
     fn this_test_is_found_as_its_own_call_site() {
         let backtrace = Backtrace::force_capture();
-        let site = innermost_own_frame(&backtrace, &["service".to_owned()], "service::nothing");
+        let site = innermost_own_frame(
+            &backtrace,
+            &["sql_observe".to_owned()],
+            "sql_observe::nothing",
+        );
         let site = site.unwrap_or_default();
         assert!(
             site.contains("this_test_is_found_as_its_own_call_site"),
