@@ -3,7 +3,7 @@
 //! Why a backtrace: `#[track_caller]` stops at the first `.await`, and reading the current
 //! tracing span would name a function only where someone remembered `#[instrument]`. The metric
 //! callback runs synchronously inside the query's future, so the stack at that moment holds the
-//! poll frames of every `async fn` awaiting it (`service::loading::lazy::{{closure}}`), down to
+//! poll frames of every `async fn` awaiting it (`my_app::orders::list::{{closure}}`), down to
 //! the one that built the query. Capturing is not free (a stack walk, and symbol resolution when
 //! the finding is printed), so the scope captures one only when a fingerprint repeats — the
 //! second occurrence, which is the one inside the loop — and resolves it only when a finding is
@@ -12,8 +12,8 @@
 
 use std::backtrace::Backtrace;
 
-/// The innermost frame from one of `own_crates` (crate names such as `service`), skipping this
-/// module's own crate path `excluded` (`service::observe`), as `path::to::fn (file:line)`.
+/// The innermost frame from one of `own_crates` (crate names such as `my_app`), skipping the
+/// frames of `excluded` (this crate, `sql_observe`), as `path::to::fn (file:line)`.
 pub(crate) fn innermost_own_frame(
     backtrace: &Backtrace,
     own_crates: &[String],
@@ -30,7 +30,7 @@ pub(crate) fn innermost_own_frame(
             .and_then(|next| next.trim_start().strip_prefix("at "))
             .map(str::to_owned);
         let path = clean_function(function);
-        // `<service::x::Y as Trait>::f` belongs to the crate of the type.
+        // `<my_app::x::Y as Trait>::f` belongs to the crate of the type.
         let owner = path.trim_start_matches('<');
         let ours = own_crates
             .iter()
@@ -45,7 +45,7 @@ pub(crate) fn innermost_own_frame(
     None
 }
 
-/// `  12: service::loading::x::{{closure}}` → `service::loading::x::{{closure}}`.
+/// `  12: my_app::orders::x::{{closure}}` → `my_app::orders::x::{{closure}}`.
 fn frame_function(line: &str) -> Option<&str> {
     let trimmed = line.trim_start();
     let (number, rest) = trimmed.split_once(": ")?;
@@ -68,7 +68,7 @@ fn clean_function(function: &str) -> String {
     path
 }
 
-/// `/work/x/service/src/loading.rs:12:5` → `service/src/loading.rs:12`: the path from the
+/// `/work/x/my_app/src/orders.rs:12:5` → `my_app/src/orders.rs:12`: the path from the
 /// crate directory, without the column.
 fn shorten(location: &str) -> String {
     let without_column = match location.rsplit_once(':') {

@@ -1,35 +1,5 @@
-//! `sql-observe`: SQL capture, statement logging and N+1 detection for any SeaORM 2
-//! application — the answer to "which SQL did that just send?".
-//!
-//! It depends on SeaORM, `tokio` (for a task-local) and `tracing` / `tracing-subscriber`, and on
-//! no crate of Mercado's: any SeaORM 2 application can use it. What differs between applications
-//! is configuration ([`ObserveConfig`]): where statements are logged (a [`SqlLog`]; any tracing
-//! target through [`tracing_log!`]), which crates count as call sites, which columns are secret,
-//! which repeats are intended (the safelist). The test assertions are behind the `testing`
-//! feature.
-//!
-//! [`install`] sets SeaORM's metric callback on the pool. From then on every statement that goes
-//! through SeaORM is (1) logged — at DEBUG with its bound values and duration, at WARN when
-//! slower than [`ObserveConfig::slow_threshold`], secret values redacted — and (2) captured into
-//! the current [`scope`], if any: an HTTP request, a test, a CLI command. A scope lives in a
-//! `tokio::task_local!`, because the callback runs synchronously on the task that awaits the
-//! query; two requests served at once on different (or the same) threads never see each other's
-//! statements. When a scope ends, its [`ScopeReport`] lists the statements, and the detector
-//! ([`report`]) groups them by fingerprint and reports N+1 patterns and duplicates.
-//!
-//! What is **not** captured, because it never reaches the metric callback: statements sent with
-//! `execute_unprepared`; the transaction control sqlx sends itself (`BEGIN`, `COMMIT`,
-//! `ROLLBACK`, `SAVEPOINT`, `SET TRANSACTION`); the pool's liveness pings; `after_connect`
-//! statements; and anything run on the raw sqlx pool (`COPY` through
-//! `get_postgres_connection_pool`). Work moved to another task with `tokio::spawn` leaves the
-//! scope unless the spawned future is wrapped in [`scope`] again. A streamed query is captured
-//! once, when the stream is dropped.
-//!
-//! Row counts come from elsewhere: SeaORM's metric `Info` carries none, so [`row_count_layer`], a
-//! tracing layer, reads them from sqlx's own `sqlx::query` events and hands them to the scope
-//! (see `rows.rs` for how). Two things make it work: the connection is opened with
-//! [`count_rows`] applied to its options, and the process's subscriber includes the layer.
-//! Without them `rows` is `None`: unknown, never wrong.
+// The crate's documentation is its README, whose every code block is a doc test.
+#![doc = include_str!("../README.md")]
 
 mod callsite;
 mod capture;
