@@ -169,7 +169,7 @@ backend_tests! {
         assert!(finding.starts_with("3x SELECT "), "{finding}");
         assert!(finding.contains("\"users\".\"id\""), "{finding}");
         assert!(
-            finding.contains(" at service::repo::users::find_by_id"),
+            finding.contains(" at service::repo::users::find ("),
             "names the call site: {finding}"
         );
         Ok(())

@@ -150,14 +150,6 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-impl From<sea_orm::DbErr> for ApiError {
-    /// A database error met outside an operation — opening or committing the read transaction
-    /// a handler passes to one — classified as the service classifies all of them.
-    fn from(error: sea_orm::DbErr) -> Self {
-        ApiError::Service(error.into())
-    }
-}
-
 /// How long a client should wait before retrying a 503, in seconds.
 const RETRY_SOON: &str = "1";
 const RETRY_LATER: &str = "5";

@@ -1,4 +1,8 @@
-//! The connection pool, built from [`DatabaseSettings`].
+//! The connection pool, built from [`DatabaseSettings`], and the three ways an operation of
+//! [`crate::ops`] reaches it: [`begin_write`] for a write, [`begin_read`] for a read of several
+//! statements, [`reader`] for a read of one. A read-only operation goes through one of the last
+//! two and nothing else, so deciding where reads run (a replica, one day) is a change to them
+//! alone.
 //!
 //! Pool size: a database serves a handful of statements per core at once; more connections only
 //! queue inside the server and add context switches. A small multiple of the database server's
@@ -258,7 +262,8 @@ where
 }
 
 /// Begins a read-only transaction at REPEATABLE READ, so that the statements of one read see
-/// one snapshot (SQLite ignores both settings; its transactions are serializable anyway).
+/// one snapshot (SQLite ignores both settings; its transactions are serializable anyway). For
+/// reads of several statements; a read of one takes [`reader`].
 pub async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         isolation_level: Some(IsolationLevel::RepeatableRead),
@@ -266,6 +271,14 @@ pub async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, 
         sqlite_transaction_mode: None,
     })
     .await
+}
+
+/// Where a read-only operation of a single statement runs: on the pool, with no transaction.
+/// One statement sees one snapshot by itself, so `BEGIN` and `COMMIT` around it would only add
+/// two round trips. Today this is the pool itself; it exists so that every such read is marked
+/// as one, in the same place as [`begin_read`].
+pub fn reader(db: &DatabaseConnection) -> &DatabaseConnection {
+    db
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Conversations and their messages: `/conversations…`, every endpoint authenticated.
 //!
 //! To anyone who does not take part, a conversation does not exist: reading it, listing its
-//! messages or posting to it is 404 `not_found`, exactly as for an id that names nothing. The read
-//! views run inside one read-only transaction ([`service::db::begin_read`]) so that their few
-//! statements see one snapshot.
+//! messages or posting to it is 404 `not_found`, exactly as for an id that names nothing. Each
+//! handler calls one operation of [`service::ops`], which opens its own transaction: the read
+//! views one read-only transaction, so that their few statements see one snapshot.
 
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -201,11 +201,7 @@ pub(crate) async fn list_conversations(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let txn = service::db::begin_read(&state.db)
-        .await
-        .map_err(service::ServiceError::from)?;
-    let conversations = ops::conversations::list_conversations(&txn, user.id).await?;
-    txn.commit().await.map_err(service::ServiceError::from)?;
+    let conversations = ops::conversations::list_conversations(&state.db, user.id).await?;
     Ok(Json(ConversationList {
         conversations: conversations.into_iter().map(Into::into).collect(),
     }))
@@ -225,11 +221,7 @@ pub(crate) async fn get_conversation(
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    let txn = service::db::begin_read(&state.db)
-        .await
-        .map_err(service::ServiceError::from)?;
-    let conversation = ops::conversations::get_conversation(&txn, user.id, id).await?;
-    txn.commit().await.map_err(service::ServiceError::from)?;
+    let conversation = ops::conversations::get_conversation(&state.db, user.id, id).await?;
     Ok(Json(conversation.into()))
 }
 
@@ -289,11 +281,7 @@ pub(crate) async fn list_messages(
         )
         .into());
     }
-    let txn = service::db::begin_read(&state.db)
-        .await
-        .map_err(service::ServiceError::from)?;
-    let page = ops::messages::list_messages(&txn, user.id, id, limit, query.before).await?;
-    txn.commit().await.map_err(service::ServiceError::from)?;
+    let page = ops::messages::list_messages(&state.db, user.id, id, limit, query.before).await?;
     Ok(Json(MessagePageView {
         messages: page.messages.into_iter().map(Into::into).collect(),
         next_before: page.next_before,

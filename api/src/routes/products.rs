@@ -169,10 +169,7 @@ pub(crate) async fn search_products(
     Query(params): Query<SearchParams>,
 ) -> Result<Json<ProductPageBody>, ApiError> {
     let query = params.into_query()?;
-    // One snapshot, so `total` and the page agree even while products are being added.
-    let txn = service::db::begin_read(&state.db).await?;
-    let page = service::ops::products::search_products(&txn, query).await?;
-    txn.commit().await?;
+    let page = service::ops::products::search_products(&state.db, query).await?;
     Ok(Json(page.into()))
 }
 

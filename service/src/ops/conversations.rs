@@ -3,18 +3,17 @@
 //! A conversation view (participants and newest message) is read in a fixed number of
 //! statements whatever the number of conversations: one for the conversations, one for all their
 //! participants, one for all their newest messages — never one query per conversation. The
-//! reads take any connection; pass a transaction from [`crate::db::begin_read`] to have all three
-//! see one snapshot. Without one, each statement sees the latest commits, and the assembly below
-//! tolerates what may differ between them (a message or participant added in between).
+//! three run in one read transaction ([`crate::db::begin_read`]), so they see one snapshot: a
+//! message or participant added meanwhile is in all of them or in none.
 
 use std::{cmp::Reverse, collections::HashMap};
 
 use entity::{conversations, users};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     ServiceError,
-    db::begin_write,
+    db::{begin_read, begin_write},
     domain::{
         chat::{self, Conversation, Message, NewConversation},
         users::UserSummary,
@@ -93,19 +92,24 @@ fn not_found_on_foreign_key(error: DbErr, resource: &'static str) -> ServiceErro
 
 /// The user's conversations, each with its participants and newest message, most recent
 /// activity first (its newest message, or its creation when it has none). Three statements,
-/// however many conversations.
-pub async fn list_conversations<C: ConnectionTrait>(
-    db: &C,
+/// however many conversations; one when there are none.
+pub async fn list_conversations(
+    db: &DatabaseConnection,
     user_id: i64,
 ) -> Result<Vec<Conversation>, ServiceError> {
     let set = ConversationSet::OfParticipant(user_id);
-    let conversations = repo::conversations::find_all(db, set).await?;
+    let txn = begin_read(db).await?;
+    let conversations = repo::conversations::find_all(&txn, set).await?;
     if conversations.is_empty() {
+        txn.commit().await?;
         return Ok(Vec::new());
     }
-    let mut participants = group_participants(repo::conversations::participants_of(db, set).await?);
-    let mut newest: HashMap<i64, Message> = repo::messages::newest_of(db, set)
-        .await?
+    let participants = repo::conversations::participants_of(&txn, set).await?;
+    let newest = repo::messages::newest_of(&txn, set).await?;
+    txn.commit().await?;
+
+    let mut participants = group_participants(participants);
+    let mut newest: HashMap<i64, Message> = newest
         .into_iter()
         .map(|(message, sender)| {
             (
@@ -132,20 +136,25 @@ pub async fn list_conversations<C: ConnectionTrait>(
 }
 
 /// One conversation the user takes part in. For anyone else it is `NotFound`, exactly as if it
-/// did not exist. Three statements.
-pub async fn get_conversation<C: ConnectionTrait>(
-    db: &C,
+/// did not exist. Three statements, in one read transaction.
+pub async fn get_conversation(
+    db: &DatabaseConnection,
     user_id: i64,
     conversation_id: i64,
 ) -> Result<Conversation, ServiceError> {
-    let conversation = repo::conversations::find_for_participant(db, conversation_id, user_id)
+    let txn = begin_read(db).await?;
+    let conversation = repo::conversations::find_for_participant(&txn, conversation_id, user_id)
         .await?
         .ok_or(ServiceError::NotFound {
             resource: "conversation",
         })?;
     let set = ConversationSet::One(conversation_id);
-    let participants = repo::conversations::participants_of(db, set).await?;
-    let newest = repo::messages::newest_of(db, set).await?.into_iter().next();
+    let participants = repo::conversations::participants_of(&txn, set).await?;
+    let newest = repo::messages::newest_of(&txn, set)
+        .await?
+        .into_iter()
+        .next();
+    txn.commit().await?;
     Ok(assemble(
         conversation,
         summaries(&participants),

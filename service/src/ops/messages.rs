@@ -5,11 +5,11 @@
 //! `before` is the id of the oldest message already seen, so a page costs the same however deep
 //! it is, and messages posted meanwhile never shift or repeat what follows.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 
 use crate::{
     ServiceError,
-    db::begin_write,
+    db::{begin_read, begin_write},
     domain::chat::{self, Message, MessageLimit, MessagePage, NewMessage},
     repo,
 };
@@ -56,17 +56,20 @@ pub async fn post_message(
 /// below `before` when it is given, each with its sender. Two statements whatever `limit` (the
 /// participant check, then one JOIN). One extra row is fetched to learn whether an older
 /// message exists, so `next_before` is `None` on the last page even when that page is full.
-pub async fn list_messages<C: ConnectionTrait>(
-    db: &C,
+/// Both run in one read transaction: the page is read from the state the check passed on.
+pub async fn list_messages(
+    db: &DatabaseConnection,
     user_id: i64,
     conversation_id: i64,
     limit: MessageLimit,
     before: Option<i64>,
 ) -> Result<MessagePage, ServiceError> {
-    if !repo::conversations::is_participant(db, conversation_id, user_id).await? {
+    let txn = begin_read(db).await?;
+    if !repo::conversations::is_participant(&txn, conversation_id, user_id).await? {
         return Err(CONVERSATION_NOT_FOUND);
     }
-    let mut rows = repo::messages::page(db, conversation_id, before, limit.get() + 1).await?;
+    let mut rows = repo::messages::page(&txn, conversation_id, before, limit.get() + 1).await?;
+    txn.commit().await?;
     let older_exists = rows.len() as u64 > limit.get();
     rows.truncate(limit.get() as usize);
     let messages: Vec<Message> = rows

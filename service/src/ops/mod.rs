@@ -1,5 +1,18 @@
-//! Business operations. Each is one transaction, all or nothing; each returns domain types and
-//! [`crate::ServiceError`].
+//! Business operations: each returns domain types and [`crate::ServiceError`], and each owns
+//! its transaction. An operation takes the pool (`&DatabaseConnection`) and decides itself how
+//! to reach the database; no caller opens a transaction for it:
+//!
+//! * a **write** opens [`crate::db::begin_write`] inside [`crate::retry::with_retry`], sends
+//!   every statement (its reads included) in it and commits once: all or nothing;
+//! * a **read of several statements** opens one [`crate::db::begin_read`] transaction
+//!   (read-only, REPEATABLE READ), so that its statements see one snapshot;
+//! * a **read of one statement** runs on [`crate::db::reader`], with no transaction: a single
+//!   statement is its own snapshot, and `BEGIN`/`COMMIT` around it would cost two round trips
+//!   for nothing.
+//!
+//! So a read-only operation reaches the database through `begin_read` or `reader` and nothing
+//! else: `grep` for them lists every read, and where reads run is decided in [`crate::db`].
+//! Queries themselves live in [`crate::repo`], never here.
 
 pub mod conversations;
 pub mod messages;

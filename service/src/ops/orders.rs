@@ -1,6 +1,6 @@
 //! Operations on orders: placing one, cancelling one, and reading a buyer's orders.
 //!
-//! Placing an order is the seeds' `place_order`, made safe to run concurrently and to repeat:
+//! Placing an order is made safe to run concurrently and to repeat:
 //!
 //! 1. prices and sellers are read from the products, never taken from the request;
 //! 2. the order row is inserted first, which claims the idempotency key: a concurrent request
@@ -24,7 +24,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
-    db::begin_write,
+    db::{begin_read, begin_write},
     domain::{
         money::Money,
         orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder},
@@ -69,7 +69,7 @@ async fn place_once(
 
     // A key seen before: answer from the first order, changing nothing.
     if let Some(key) = key
-        && let Some(first) = repo::orders::find_by_idempotency_key(&txn, buyer_id, key).await?
+        && let Some(first) = repo::orders::find_by_key(&txn, buyer_id, key).await?
     {
         let first = load_order(&txn, first).await?;
         txn.rollback().await?;
@@ -151,7 +151,7 @@ async fn price_lines<C: ConnectionTrait>(
     lines: &OrderLines,
 ) -> Result<Vec<PricedLine>, ServiceError> {
     let mut products: HashMap<i64, entity::products::Model> =
-        repo::products::find_by_ids(db, lines.product_ids())
+        repo::products::find_many(db, lines.product_ids())
             .await?
             .into_iter()
             .map(|product| (product.id, product))
@@ -183,7 +183,9 @@ fn replay(first: Order, lines: &OrderLines) -> Result<Order, ServiceError> {
     }
 }
 
-/// Reads the order a concurrent request committed with `key`, after losing the race to it.
+/// Reads the order a concurrent request committed with `key`, after losing the race to it. Part
+/// of a write, so on the pool (the primary), outside any transaction: once committed, an order
+/// and its items never change but for the status, so the two statements need no one snapshot.
 async fn replay_committed(
     db: &DatabaseConnection,
     buyer_id: i64,
@@ -191,7 +193,7 @@ async fn replay_committed(
     lines: &OrderLines,
 ) -> Result<Order, ServiceError> {
     let winner = match key {
-        Some(key) => repo::orders::find_by_idempotency_key(db, buyer_id, key).await?,
+        Some(key) => repo::orders::find_by_key(db, buyer_id, key).await?,
         None => None,
     };
     tracing::debug!(
@@ -286,29 +288,35 @@ async fn cancel_once(
     Ok(cancelled)
 }
 
-/// The buyer's order with its items: two statements. Someone else's order is `NotFound`.
-pub async fn get_order<C: ConnectionTrait>(
-    db: &C,
+/// The buyer's order with its items: two statements, in one read transaction. Someone else's
+/// order is `NotFound`.
+pub async fn get_order(
+    db: &DatabaseConnection,
     buyer_id: i64,
     order_id: i64,
 ) -> Result<Order, ServiceError> {
-    let order = repo::orders::find_for_buyer(db, buyer_id, order_id)
+    let txn = begin_read(db).await?;
+    let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
         .await?
         .ok_or(ServiceError::NotFound { resource: "order" })?;
-    load_order(db, order).await
+    let order = load_order(&txn, order).await?;
+    txn.commit().await?;
+    Ok(order)
 }
 
 /// All of the buyer's orders, newest first, each with its items: two statements however many
-/// orders there are (the orders, then all their items in one join). Pass a read transaction
-/// ([`crate::db::begin_read`]) for one snapshot; on the pool, an order placed between the two
-/// statements is simply not listed.
-pub async fn list_orders<C: ConnectionTrait>(
-    db: &C,
+/// orders there are (the orders, then all their items in one join), in one read transaction so
+/// that both see the same orders.
+pub async fn list_orders(
+    db: &DatabaseConnection,
     buyer_id: i64,
 ) -> Result<Vec<Order>, ServiceError> {
-    let orders = repo::orders::list_for_buyer(db, buyer_id).await?;
+    let txn = begin_read(db).await?;
+    let orders = repo::orders::list_for_buyer(&txn, buyer_id).await?;
+    let items = repo::orders::items_of_buyer(&txn, buyer_id).await?;
+    txn.commit().await?;
     let mut items_by_order: HashMap<i64, Vec<ItemRow>> = HashMap::new();
-    for item in repo::orders::items_of_buyer(db, buyer_id).await? {
+    for item in items {
         items_by_order.entry(item.order_id).or_default().push(item);
     }
     orders
@@ -437,8 +445,9 @@ mod tests {
     use super::*;
     use crate::domain::{products::NewProduct, users::NewUser};
 
-    /// Compiles only if every commerce operation's future may move between threads, as a
-    /// multi-threaded runtime (and axum) requires; it never needs to run.
+    /// Compiles only if every operation's future may move between threads, as a
+    /// multi-threaded runtime (and axum) requires — the reads' too, now that they hold their
+    /// own transaction across awaits; it never needs to run.
     #[allow(dead_code)]
     fn operation_futures_are_send(
         db: &DatabaseConnection,
@@ -446,21 +455,43 @@ mod tests {
         product: NewProduct,
         order: PlaceOrder,
         amount: Money,
+        conversation: crate::domain::chat::NewConversation,
+        message: crate::domain::chat::NewMessage,
     ) {
         fn send<T: Send>(_: T) {}
         send(crate::ops::users::register(db, user));
+        send(crate::ops::users::issue_tokens(db, &[1]));
         send(crate::ops::users::authenticate(db, ""));
+        send(crate::ops::users::get_user(db, 1));
         send(crate::ops::users::profile(db, 1));
+        send(crate::ops::users::any_user_exists(db));
         send(crate::ops::money::deposit(db, 1, amount));
         send(crate::ops::money::transfer(db, 1, 2, amount));
         send(crate::ops::products::create_product(db, 1, product));
+        send(crate::ops::products::get_product(db, 1));
         send(crate::ops::products::search_products(
             db,
             Default::default(),
         ));
         send(place_order(db, 1, order));
         send(cancel_order(db, 1, 1));
+        send(get_order(db, 1, 1));
         send(list_orders(db, 1));
+        send(crate::ops::conversations::create_conversation(
+            db,
+            1,
+            conversation,
+        ));
+        send(crate::ops::conversations::list_conversations(db, 1));
+        send(crate::ops::conversations::get_conversation(db, 1, 1));
+        send(crate::ops::messages::post_message(db, 1, 1, message));
+        send(crate::ops::messages::list_messages(
+            db,
+            1,
+            1,
+            Default::default(),
+            None,
+        ));
     }
 
     fn money(text: &str) -> Money {

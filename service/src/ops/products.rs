@@ -1,10 +1,10 @@
 //! Operations on products: creating one with its stock, reading one, and searching.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     ServiceError,
-    db::begin_write,
+    db::{begin_read, begin_write, reader},
     domain::{
         money::Money,
         products::{NewProduct, Product, ProductPage, ProductQuery},
@@ -58,8 +58,9 @@ fn sku_taken_or_unexpected(error: DbErr) -> ServiceError {
     }
 }
 
-pub async fn get_product<C: ConnectionTrait>(db: &C, id: i64) -> Result<Product, ServiceError> {
-    let row = repo::products::find_with_stock(db, id)
+/// One product with its stock, in one statement (a join).
+pub async fn get_product(db: &DatabaseConnection, id: i64) -> Result<Product, ServiceError> {
+    let row = repo::products::find_with_stock(reader(db), id)
         .await?
         .ok_or(ServiceError::NotFound {
             resource: "product",
@@ -69,12 +70,14 @@ pub async fn get_product<C: ConnectionTrait>(db: &C, id: i64) -> Result<Product,
 
 /// One page of products whose name contains `query.q` (ignoring case; `%`, `_` and `\` match
 /// themselves), sorted as asked with the id as tie-breaker, and how many match in all. Two
-/// statements; pass a read transaction ([`crate::db::begin_read`]) to see one snapshot.
-pub async fn search_products<C: ConnectionTrait>(
-    db: &C,
+/// statements in one read transaction, so that the page and the total agree even while
+/// products are being added.
+pub async fn search_products(
+    db: &DatabaseConnection,
     query: ProductQuery,
 ) -> Result<ProductPage, ServiceError> {
     query.validate()?;
+    let txn = begin_read(db).await?;
     let search = repo::products::Search {
         name_contains: query.q.as_deref(),
         sort: query.sort,
@@ -82,8 +85,9 @@ pub async fn search_products<C: ConnectionTrait>(
         limit: query.limit,
         offset: query.offset,
     };
-    let rows = repo::products::search(db, &search).await?;
-    let total = repo::products::count(db, search.name_contains).await?;
+    let rows = repo::products::search(&txn, &search).await?;
+    let total = repo::products::count(&txn, search.name_contains).await?;
+    txn.commit().await?;
     let products = rows
         .into_iter()
         .map(product_from_row)

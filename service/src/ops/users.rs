@@ -2,12 +2,12 @@
 //! authentication, and reading a user or their profile.
 
 use rand::RngCore;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 use sha2::{Digest, Sha256};
 
 use crate::{
     ServiceError,
-    db::begin_write,
+    db::{begin_write, reader},
     domain::{
         money::Money,
         users::{NewUser, Profile, Registered, User},
@@ -71,10 +71,17 @@ fn new_token() -> String {
 
 /// Issues a new API token to each of these existing users, as registration does, in chunked
 /// multi-row inserts: for tooling that gives seeded users credentials (the benchmark's HTTP
-/// callers). Returns `(user_id, token)`; only the tokens' hashes are stored. Pass a transaction
-/// to make it all or nothing.
-pub async fn issue_tokens<C: ConnectionTrait>(
-    db: &C,
+/// callers). Returns `(user_id, token)`; only the tokens' hashes are stored. All or nothing, in
+/// one write transaction.
+pub async fn issue_tokens(
+    db: &DatabaseConnection,
+    user_ids: &[i64],
+) -> Result<Vec<(i64, String)>, ServiceError> {
+    with_retry(RetryPolicy::default(), || issue_tokens_once(db, user_ids)).await
+}
+
+async fn issue_tokens_once(
+    db: &DatabaseConnection,
     user_ids: &[i64],
 ) -> Result<Vec<(i64, String)>, ServiceError> {
     let now = super::now();
@@ -83,7 +90,9 @@ pub async fn issue_tokens<C: ConnectionTrait>(
         .iter()
         .map(|(user_id, token)| repo::users::token_row(*user_id, token_hash(token), now))
         .collect();
-    crate::bulk::insert_chunked(db, rows).await?;
+    let txn = begin_write(db).await?;
+    crate::bulk::insert_chunked(&txn, rows).await?;
+    txn.commit().await?;
     Ok(issued)
 }
 
@@ -92,27 +101,28 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The user holding `token`; an unknown or empty token is `Unauthenticated`.
-pub async fn authenticate<C: ConnectionTrait>(db: &C, token: &str) -> Result<User, ServiceError> {
+/// The user holding `token`; an unknown or empty token is `Unauthenticated`. One statement.
+pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<User, ServiceError> {
     if token.is_empty() {
         return Err(ServiceError::Unauthenticated);
     }
-    repo::users::find_by_token_hash(db, &token_hash(token))
+    repo::users::find_by_token_hash(reader(db), &token_hash(token))
         .await?
         .map(User::from)
         .ok_or(ServiceError::Unauthenticated)
 }
 
-pub async fn get_user<C: ConnectionTrait>(db: &C, id: i64) -> Result<User, ServiceError> {
-    repo::users::find_by_id(db, id)
+/// Any user, by id. One statement.
+pub async fn get_user(db: &DatabaseConnection, id: i64) -> Result<User, ServiceError> {
+    repo::users::find(reader(db), id)
         .await?
         .map(User::from)
         .ok_or(ServiceError::NotFound { resource: "user" })
 }
 
 /// The user and their balance, in one statement.
-pub async fn profile<C: ConnectionTrait>(db: &C, user_id: i64) -> Result<Profile, ServiceError> {
-    let (user, account) = repo::users::find_with_account(db, user_id)
+pub async fn profile(db: &DatabaseConnection, user_id: i64) -> Result<Profile, ServiceError> {
+    let (user, account) = repo::users::find_with_account(reader(db), user_id)
         .await?
         .ok_or(ServiceError::NotFound { resource: "user" })?;
     let balance = match account {
@@ -126,16 +136,9 @@ pub async fn profile<C: ConnectionTrait>(db: &C, user_id: i64) -> Result<Profile
 }
 
 /// Whether any user exists: the binary loads its demo data set only into a database with none.
-pub async fn any_user_exists<C: ConnectionTrait>(db: &C) -> Result<bool, ServiceError> {
-    use sea_orm::{EntityTrait, QuerySelect};
-    let first: Option<i64> = entity::users::Entity::find()
-        .select_only()
-        .column(entity::users::Column::Id)
-        .limit(1)
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(first.is_some())
+/// One statement.
+pub async fn any_user_exists(db: &DatabaseConnection) -> Result<bool, ServiceError> {
+    Ok(repo::users::any_exists(reader(db)).await?)
 }
 
 #[cfg(test)]

@@ -87,7 +87,8 @@ pub async fn insert_items<C: ConnectionTrait>(
     Ok(())
 }
 
-pub async fn find_by_idempotency_key<C: ConnectionTrait>(
+/// The buyer's order placed with idempotency key `key`, if any: keys belong to their buyer.
+pub async fn find_by_key<C: ConnectionTrait>(
     db: &C,
     buyer_id: i64,
     key: &str,

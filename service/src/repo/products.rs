@@ -93,7 +93,7 @@ pub async fn find_with_stock<C: ConnectionTrait>(
 }
 
 /// The products among `ids` that exist, in one statement.
-pub async fn find_by_ids<C: ConnectionTrait>(
+pub async fn find_many<C: ConnectionTrait>(
     db: &C,
     ids: Vec<i64>,
 ) -> Result<Vec<products::Model>, DbErr> {

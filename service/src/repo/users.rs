@@ -3,7 +3,8 @@
 use chrono::{DateTime, FixedOffset};
 use entity::{accounts, api_tokens, users};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set,
 };
 
 use crate::{
@@ -74,11 +75,21 @@ pub async fn insert_token_hash<C: ConnectionTrait>(
     Ok(())
 }
 
-pub async fn find_by_id<C: ConnectionTrait>(
-    db: &C,
-    id: i64,
-) -> Result<Option<users::Model>, DbErr> {
+/// The user with this id, if any.
+pub async fn find<C: ConnectionTrait>(db: &C, id: i64) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find_by_id(id).one(db).await
+}
+
+/// Whether any user exists, in one statement that reads at most one id.
+pub async fn any_exists<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+    let first: Option<i64> = users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(first.is_some())
 }
 
 /// The user holding the token whose hash is `token_hash`, in one statement (a join).
