@@ -30,6 +30,15 @@ pub const MAX_PARTICIPANTS: usize = 1000;
 /// list makes a conversation of one. An unknown participant or product is
 /// `NotFound { resource: "user" }` / `"product"`, as the foreign keys report it: the database
 /// has the last word, with no racy existence check first.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(
+        creator_id = creator_id,
+        product_id = new.product_id,
+        participants = new.participant_ids.len(),
+    )
+)]
 pub async fn create_conversation(
     db: &DatabaseConnection,
     creator_id: i64,
@@ -93,6 +102,7 @@ fn not_found_on_foreign_key(error: DbErr, resource: &'static str) -> ServiceErro
 /// The user's conversations, each with its participants and newest message, most recent
 /// activity first (its newest message, or its creation when it has none). Three statements,
 /// however many conversations; one when there are none.
+#[tracing::instrument(level = "info", skip_all, fields(user_id = user_id))]
 pub async fn list_conversations(
     db: &DatabaseConnection,
     user_id: i64,
@@ -137,6 +147,11 @@ pub async fn list_conversations(
 
 /// One conversation the user takes part in. For anyone else it is `NotFound`, exactly as if it
 /// did not exist. Three statements, in one read transaction.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(user_id = user_id, conversation_id = conversation_id)
+)]
 pub async fn get_conversation(
     db: &DatabaseConnection,
     user_id: i64,

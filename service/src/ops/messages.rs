@@ -21,6 +21,16 @@ const CONVERSATION_NOT_FOUND: ServiceError = ServiceError::NotFound {
 /// Posts a message. The sender must take part in the conversation; `reply_to_id`, when given,
 /// must name a message of the same conversation (else `Validation { field: "reply_to_id" }`).
 /// The checks and the insert run in one write transaction, so they see one state.
+// The body is what people wrote to each other: it stays out of the span.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(
+        sender_id = sender_id,
+        conversation_id = conversation_id,
+        reply_to_id = new.reply_to_id,
+    )
+)]
 pub async fn post_message(
     db: &DatabaseConnection,
     sender_id: i64,
@@ -57,6 +67,16 @@ pub async fn post_message(
 /// participant check, then one JOIN). One extra row is fetched to learn whether an older
 /// message exists, so `next_before` is `None` on the last page even when that page is full.
 /// Both run in one read transaction: the page is read from the state the check passed on.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(
+        user_id = user_id,
+        conversation_id = conversation_id,
+        limit = limit.get(),
+        before = before,
+    )
+)]
 pub async fn list_messages(
     db: &DatabaseConnection,
     user_id: i64,

@@ -13,6 +13,12 @@
 //! So a read-only operation reaches the database through `begin_read` or `reader` and nothing
 //! else: `grep` for them lists every read, and where reads run is decided in [`crate::db`].
 //! Queries themselves live in [`crate::repo`], never here.
+//!
+//! Every public operation is a tracing span named after it, carrying the ids it works on
+//! (never a token, a hash or a message body), at INFO like the request span around it. A span
+//! prints no line of its own; it gives its fields to every event inside it, such as a retry's
+//! WARN. At DEBUG it would be worse than quiet: under the default `info` filter a DEBUG span is
+//! disabled altogether, and the WARN inside it would lose the ids.
 
 pub mod conversations;
 pub mod messages;

@@ -16,6 +16,7 @@ use crate::{
 };
 
 /// Adds `amount` (more than 0, at most 1000000.00) to the user's balance; returns the new balance.
+#[tracing::instrument(level = "info", skip_all, fields(user_id = user_id, amount = %amount))]
 pub async fn deposit(
     db: &DatabaseConnection,
     user_id: i64,
@@ -42,6 +43,11 @@ async fn deposit_once(
 /// Moves `amount` from one user's account to another's and records it in the ledger, all or
 /// nothing. Not enough money is `InsufficientFunds`; an unknown recipient is `NotFound`; a
 /// transfer to oneself is a validation error on `to_user_id`.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(from_user_id = from_user_id, to_user_id = to_user_id, amount = %amount)
+)]
 pub async fn transfer(
     db: &DatabaseConnection,
     from_user_id: i64,

@@ -38,6 +38,16 @@ use crate::{
 /// stock → `InsufficientStock { product_id }`; not enough money → `InsufficientFunds`. With an
 /// idempotency key already used by this buyer: the same lines return the first order and change
 /// nothing, other lines are `IdempotencyKeyReused`. Only a successful order binds its key.
+// The key is the client's own text, not an id: only whether there is one is recorded.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(
+        buyer_id = buyer_id,
+        lines = request.lines.as_slice().len(),
+        keyed = request.idempotency_key.is_some(),
+    )
+)]
 pub async fn place_order(
     db: &DatabaseConnection,
     buyer_id: i64,
@@ -211,6 +221,7 @@ async fn replay_committed(
 /// each seller gives their share back. Someone else's order is `NotFound`; an order already
 /// cancelled, or one whose seller no longer has the money, is `OrderNotCancellable`. However
 /// many cancels race, one refunds and the others find the order cancelled.
+#[tracing::instrument(level = "info", skip_all, fields(buyer_id = buyer_id, order_id = order_id))]
 pub async fn cancel_order(
     db: &DatabaseConnection,
     buyer_id: i64,
@@ -290,6 +301,7 @@ async fn cancel_once(
 
 /// The buyer's order with its items: two statements, in one read transaction. Someone else's
 /// order is `NotFound`.
+#[tracing::instrument(level = "info", skip_all, fields(buyer_id = buyer_id, order_id = order_id))]
 pub async fn get_order(
     db: &DatabaseConnection,
     buyer_id: i64,
@@ -307,6 +319,7 @@ pub async fn get_order(
 /// All of the buyer's orders, newest first, each with its items: two statements however many
 /// orders there are (the orders, then all their items in one join), in one read transaction so
 /// that both see the same orders.
+#[tracing::instrument(level = "info", skip_all, fields(buyer_id = buyer_id))]
 pub async fn list_orders(
     db: &DatabaseConnection,
     buyer_id: i64,

@@ -16,6 +16,11 @@ use crate::{
 
 /// Creates a product sold by `seller_id`, with its initial stock, all or nothing. A SKU already
 /// in use is `SkuTaken`, recognised from the unique constraint the insert violates.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(seller_id = seller_id, sku = %new.sku.as_str())
+)]
 pub async fn create_product(
     db: &DatabaseConnection,
     seller_id: i64,
@@ -59,6 +64,7 @@ fn sku_taken_or_unexpected(error: DbErr) -> ServiceError {
 }
 
 /// One product with its stock, in one statement (a join).
+#[tracing::instrument(level = "info", skip_all, fields(product_id = id))]
 pub async fn get_product(db: &DatabaseConnection, id: i64) -> Result<Product, ServiceError> {
     let row = repo::products::find_with_stock(reader(db), id)
         .await?
@@ -72,6 +78,12 @@ pub async fn get_product(db: &DatabaseConnection, id: i64) -> Result<Product, Se
 /// themselves), sorted as asked with the id as tie-breaker, and how many match in all. Two
 /// statements in one read transaction, so that the page and the total agree even while
 /// products are being added.
+// The search text is unvalidated user input here, not an id: it stays out of the span.
+#[tracing::instrument(
+    level = "info",
+    skip_all,
+    fields(limit = query.limit, offset = query.offset)
+)]
 pub async fn search_products(
     db: &DatabaseConnection,
     query: ProductQuery,

@@ -23,6 +23,8 @@ const TOKEN_BYTES: usize = 32;
 /// Registers a user with an empty account and an API token, all or nothing. A taken username
 /// or email is recognised from the unique constraint the insert violates — a lookup beforehand
 /// could not see a concurrent registration — and reported as `UsernameTaken` / `EmailTaken`.
+// The request holds an email address: personal data stays out of the span.
+#[tracing::instrument(level = "info", skip_all)]
 pub async fn register(db: &DatabaseConnection, new: NewUser) -> Result<Registered, ServiceError> {
     with_retry(RetryPolicy::default(), || register_once(db, &new)).await
 }
@@ -73,6 +75,7 @@ fn new_token() -> String {
 /// multi-row inserts: for tooling that gives seeded users credentials (the benchmark's HTTP
 /// callers). Returns `(user_id, token)`; only the tokens' hashes are stored. All or nothing, in
 /// one write transaction.
+#[tracing::instrument(level = "info", skip_all, fields(users = user_ids.len()))]
 pub async fn issue_tokens(
     db: &DatabaseConnection,
     user_ids: &[i64],
@@ -102,6 +105,8 @@ fn token_hash(token: &str) -> String {
 }
 
 /// The user holding `token`; an unknown or empty token is `Unauthenticated`. One statement.
+// The token is the credential itself: it and its hash stay out of the span.
+#[tracing::instrument(level = "info", skip_all)]
 pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<User, ServiceError> {
     if token.is_empty() {
         return Err(ServiceError::Unauthenticated);
@@ -113,6 +118,7 @@ pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<User, 
 }
 
 /// Any user, by id. One statement.
+#[tracing::instrument(level = "info", skip_all, fields(user_id = id))]
 pub async fn get_user(db: &DatabaseConnection, id: i64) -> Result<User, ServiceError> {
     repo::users::find(reader(db), id)
         .await?
@@ -121,6 +127,7 @@ pub async fn get_user(db: &DatabaseConnection, id: i64) -> Result<User, ServiceE
 }
 
 /// The user and their balance, in one statement.
+#[tracing::instrument(level = "info", skip_all, fields(user_id = user_id))]
 pub async fn profile(db: &DatabaseConnection, user_id: i64) -> Result<Profile, ServiceError> {
     let (user, account) = repo::users::find_with_account(reader(db), user_id)
         .await?
@@ -137,6 +144,7 @@ pub async fn profile(db: &DatabaseConnection, user_id: i64) -> Result<Profile, S
 
 /// Whether any user exists: the binary loads its demo data set only into a database with none.
 /// One statement.
+#[tracing::instrument(level = "info", skip_all)]
 pub async fn any_user_exists(db: &DatabaseConnection) -> Result<bool, ServiceError> {
     Ok(repo::users::any_exists(reader(db)).await?)
 }
