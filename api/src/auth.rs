@@ -3,7 +3,9 @@
 //! [`BearerToken`] reads the header; a missing or malformed one is 401 `unauthorized` before any
 //! database work. [`AuthUser`] turns the token into the user it belongs to through the service
 //! (which stores only token hashes); a handler that takes an `AuthUser` is authenticated, and its
-//! OpenAPI operation should declare `security(("bearer" = []))`.
+//! OpenAPI operation should declare `security(("bearer" = []))`. Once the token is verified,
+//! the user's id is recorded in the request span, so every later log line of the request names
+//! the caller.
 
 use std::fmt;
 
@@ -13,7 +15,7 @@ use axum::{
 };
 use service::domain::users::User;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, middleware::RequestSpan};
 
 /// The token of the request's `Authorization: Bearer` header. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -72,6 +74,9 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = BearerToken::from_request_parts(parts, state).await?;
         // The service hashes the token and looks the hash up: unknown tokens are 401.
         let user = service::ops::users::authenticate(&state.db, token.expose()).await?;
+        if let Some(RequestSpan(span)) = parts.extensions.get::<RequestSpan>() {
+            span.record("user_id", user.id);
+        }
         Ok(AuthUser(user))
     }
 }

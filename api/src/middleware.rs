@@ -1,8 +1,11 @@
 //! The middleware every request passes through, outermost first:
 //!
 //! 1. `x-request-id`: the request's own, when it sent one, or a new UUID; copied onto the response.
-//! 2. Tracing: a `request` span carrying the request id, method and path, so every log line of
-//!    the request names it; one INFO line per response with its status and latency.
+//! 2. Tracing: a `request` span carrying the request id, method and path, and the caller's
+//!    `user_id` once [`crate::auth::AuthUser`] has verified their token, so every log line of
+//!    the request names them; one INFO line per response with its status and latency. The span
+//!    also goes into the request's extensions ([`RequestSpan`]), for the extractor to record
+//!    into: by then the current span is a narrower one inside it (the SQL scope's).
 //! 3. The SQL scope ([`crate::sql_scope`]): the request's statements are captured and counted into
 //!    `x-query-count`, `server-timing` and, on an N+1, `x-n-plus-one`. Inside the tracing span,
 //!    so the detector's warnings name the request id; outside the layers below, so a panic or a
@@ -23,7 +26,7 @@ use axum::{
     error_handling::HandleErrorLayer,
     extract::DefaultBodyLimit,
     http::{Request, Response},
-    middleware::from_fn,
+    middleware::{Next, from_fn},
     response::IntoResponse,
 };
 use tower::{ServiceBuilder, timeout::TimeoutLayer};
@@ -53,6 +56,7 @@ pub(crate) fn wrap(router: Router, settings: &ApiSettings) -> Router {
                     // Failures are logged by `ApiError`, once, with their cause.
                     .on_failure(()),
             )
+            .layer(from_fn(keep_request_span))
             .layer(from_fn(sql_scope::record))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(HandleErrorLayer::new(middleware_error))
@@ -72,7 +76,21 @@ fn request_span(request: &Request<Body>) -> Span {
         request_id = %request_id,
         method = %request.method(),
         path = %request.uri().path(),
+        // Recorded by `AuthUser` once the token is verified; absent on anonymous requests.
+        user_id = tracing::field::Empty,
     )
+}
+
+/// The request's `request` span, kept in its extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestSpan(pub(crate) Span);
+
+/// Runs inside the request span: stores it in the request for the layers and handlers below.
+async fn keep_request_span(mut request: Request<Body>, next: Next) -> Response<Body> {
+    request
+        .extensions_mut()
+        .insert(RequestSpan(Span::current()));
+    next.run(request).await
 }
 
 /// What a failing layer below the error handler reports: in practice, only the timeout.
