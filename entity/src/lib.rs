@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod api_tokens;
 pub mod conversation_participants;
 pub mod conversations;
+pub mod deposits;
 pub mod inventory;
 pub mod messages;
 pub mod order_items;

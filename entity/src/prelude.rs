@@ -4,6 +4,7 @@ pub use super::accounts::Entity as Accounts;
 pub use super::api_tokens::Entity as ApiTokens;
 pub use super::conversation_participants::Entity as ConversationParticipants;
 pub use super::conversations::Entity as Conversations;
+pub use super::deposits::Entity as Deposits;
 pub use super::inventory::Entity as Inventory;
 pub use super::messages::Entity as Messages;
 pub use super::order_items::Entity as OrderItems;

@@ -8,11 +8,16 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
+    #[sea_orm(unique_key = "uq_transfers_from_user_id_idempotency_key")]
     pub from_user_id: i64,
     pub to_user_id: i64,
     #[sea_orm(column_type = "Decimal(Some((14, 2)))")]
     pub amount: Decimal,
     pub created_at: DateTimeWithTimeZone,
+    #[sea_orm(unique_key = "uq_transfers_from_user_id_idempotency_key")]
+    pub idempotency_key: Option<String>,
+    #[sea_orm(column_type = "Decimal(Some((14, 2)))", nullable)]
+    pub sender_balance_after: Option<Decimal>,
     #[sea_orm(
         belongs_to,
         relation_enum = "Users2",

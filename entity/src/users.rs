@@ -21,6 +21,8 @@ pub struct Model {
     #[sea_orm(has_many)]
     pub api_tokens: HasMany<super::api_tokens::Entity>,
     #[sea_orm(has_many)]
+    pub deposits: HasMany<super::deposits::Entity>,
+    #[sea_orm(has_many)]
     pub messages: HasMany<super::messages::Entity>,
     #[sea_orm(has_many)]
     pub orders: HasMany<super::orders::Entity>,

@@ -16,6 +16,7 @@ mod m20261121_000006_create_messages;
 mod m20261121_000007_create_orders;
 mod m20261121_000008_create_transfers;
 mod m20261122_000001_add_users_display_name;
+mod m20261201_000001_add_idempotency_keys_to_money;
 
 /// Runs Mercado's migrations in order; `sea-orm-cli migrate` drives it through `main.rs`.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000007_create_orders::Migration),
             Box::new(m20261121_000008_create_transfers::Migration),
             Box::new(m20261122_000001_add_users_display_name::Migration),
+            Box::new(m20261201_000001_add_idempotency_keys_to_money::Migration),
         ]
     }
 }
