@@ -22,7 +22,7 @@ use service::{
     },
     ops::{
         self,
-        money::transfer,
+        money::{deposit, transfer},
         orders::{cancel_order, place_order},
     },
 };
@@ -148,7 +148,7 @@ backend_tests! {
             async move {
                 let mut results = Vec::new();
                 for (from, to, amount) in plan {
-                    results.push(transfer(&pool, from, to, amount).await);
+                    results.push(transfer(&pool, from, to, amount, None).await);
                 }
                 results
             }
@@ -243,6 +243,55 @@ backend_tests! {
         assert_eq!(balance(&pool, buyer).await?, money("93.00"));
         assert_eq!(balance(&pool, seller).await?, money("7.00"));
         assert_eq!(stock(&pool, item).await?, 48);
+        Ok(())
+    }
+
+    async fn one_deposit_key_sent_twenty_times_at_once_deposits_once_and_answers_one_balance(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let pool = wide_pool(&db).await?;
+        let ann = user_with(&pool, "ann", "1").await?;
+
+        let results = race(20, |_| {
+            let pool = pool.clone();
+            async move { vec![deposit(&pool, ann, money("7.25"), key("top-up-1")).await] }
+        })
+        .await?;
+
+        let balances: Vec<String> = results.iter()
+            .map(|r| r.as_ref().map(Money::to_string).map_err(|e| format!("{e:?}")))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(balances, vec!["8.25".to_owned(); 20]);
+        assert_eq!(balance(&pool, ann).await?, money("8.25"));
+        // The one of `user_with` and the one of the key.
+        assert_eq!(deposit_count(&pool).await?, 2);
+        Ok(())
+    }
+
+    async fn one_transfer_key_sent_twenty_times_at_once_moves_the_money_once(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let pool = wide_pool(&db).await?;
+        // Exactly the amount: a second transfer would be refused, so only a replay answers 20 times.
+        let ann = user_with(&pool, "ann", "30").await?;
+        let bob = user_with(&pool, "bob", "0").await?;
+
+        let results = race(20, |_| {
+            let pool = pool.clone();
+            async move { vec![transfer(&pool, ann, bob, money("30"), key("pay-bob")).await] }
+        })
+        .await?;
+
+        let answers: Vec<(i64, Money)> = results.iter()
+            .map(|r| r.as_ref().map(|t| (t.id, t.sender_balance)).map_err(|e| format!("{e:?}")))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(answers.len(), 20);
+        assert!(answers.iter().all(|answer| *answer == (answers[0].0, Money::ZERO)), "{answers:?}");
+        assert_eq!(transfer_count(&pool).await?, 1);
+        assert_eq!(balance(&pool, ann).await?, Money::ZERO);
+        assert_eq!(balance(&pool, bob).await?, money("30.00"));
         Ok(())
     }
 

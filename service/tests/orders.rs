@@ -163,7 +163,7 @@ backend_tests! {
 
     async fn too_little_money_is_refused_and_changes_nothing(db: TestDb) -> anyhow::Result<()> {
         let shop = shop(&db.conn).await?;
-        transfer(&db.conn, shop.buyer, shop.seller_a, money("80")).await?;
+        transfer(&db.conn, shop.buyer, shop.seller_a, money("80"), None).await?;
         let tiny = product(&db.conn, shop.seller_b, "TINY", "0.01", 1).await?;
         let before = snapshot(&db.conn, &shop).await?;
 
@@ -339,7 +339,7 @@ backend_tests! {
         let shop = shop(&db.conn).await?;
         let order = place_order(&db.conn, shop.buyer, order_of(&[(shop.pen, 2), (shop.book, 1)])).await?;
         // seller_b received 10.00 and gives 0.01 of it away.
-        transfer(&db.conn, shop.seller_b, shop.seller_a, money("0.01")).await?;
+        transfer(&db.conn, shop.seller_b, shop.seller_a, money("0.01"), None).await?;
         let before = snapshot(&db.conn, &shop).await?;
 
         let result = cancel_order(&db.conn, shop.buyer, order.id).await;

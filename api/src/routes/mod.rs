@@ -5,6 +5,7 @@
 //! OpenAPI document at once, so the document cannot miss a path that exists.
 
 mod conversations;
+mod idempotency;
 mod money;
 mod operations;
 mod orders;

@@ -1,14 +1,19 @@
-//! Money: deposits into one's own account and transfers to another user's.
+//! Money: deposits into one's own account and transfers to another user's, each safely
+//! repeatable with an `Idempotency-Key`.
 //!
 //! Amounts travel as decimal strings (`"7"`, `"7.5"`, `"12.50"`), never as JSON numbers, and
 //! come back with two decimal places. A JSON number where an amount belongs is a 422 naming the
 //! field, like any value of the wrong type.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
 use serde::{Deserialize, Serialize};
 use service::domain::money::{Money, Transfer};
 use utoipa::ToSchema;
 
+use super::idempotency::idempotency_key;
 use crate::{ApiError, AppState, Problem, auth::AuthUser, extract::Json};
 
 /// `POST /me/deposits`: how much to add to one's balance.
@@ -62,33 +67,76 @@ impl From<Transfer> for TransferBody {
 }
 
 /// Adds money to the caller's balance.
+///
+/// With an `Idempotency-Key`, repeating the request (also concurrently) answers with the balance
+/// the first deposit left, and deposits nothing again; the same key with another amount is 422
+/// `idempotency_key_reused`. Only a successful deposit binds its key.
 #[utoipa::path(
     post,
     path = "/me/deposits",
     tag = "money",
     security(("bearer" = [])),
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "1 to 255 characters, chosen by the client, to make the request safe to \
+                       repeat. Keys belong to the caller, and deposit keys are apart from order \
+                       and transfer keys.",
+    )),
     request_body = DepositRequest,
-    responses((status = 200, description = "The new balance.", body = BalanceBody)),
+    responses(
+        (
+            status = 200,
+            description = "The new balance, or the balance the deposit this key made left.",
+            body = BalanceBody,
+        ),
+        (
+            status = 422,
+            description = "`validation_failed`: a malformed or out-of-range amount, or a bad \
+                           `Idempotency-Key`; `detail` names the field. Or \
+                           `idempotency_key_reused`: the key made a deposit of another amount.",
+            body = Problem,
+            content_type = "application/problem+json",
+        ),
+    ),
 )]
 pub(crate) async fn deposit(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
+    headers: HeaderMap,
     Json(body): Json<DepositRequest>,
 ) -> Result<Json<BalanceBody>, ApiError> {
     let amount = Money::amount(&body.amount)?;
-    let balance = service::ops::money::deposit(&state.db, user.id, amount).await?;
+    let key = idempotency_key(&headers)?;
+    let balance = service::ops::money::deposit(&state.db, user.id, amount, key).await?;
     Ok(Json(BalanceBody { balance }))
 }
 
 /// Moves money from the caller's balance to another user's, all or nothing.
+///
+/// With an `Idempotency-Key`, repeating the request (also concurrently) answers with the first
+/// transfer — 201, the same id, the caller's balance as it was right after it — and moves no
+/// money again; the same key with another recipient or amount is 422 `idempotency_key_reused`.
+/// Only a successful transfer binds its key: after a 404 or 409 the key may be used again.
 #[utoipa::path(
     post,
     path = "/transfers",
     tag = "money",
     security(("bearer" = [])),
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "1 to 255 characters, chosen by the client, to make the request safe to \
+                       repeat. Keys belong to the caller, and transfer keys are apart from order \
+                       and deposit keys.",
+    )),
     request_body = TransferRequest,
     responses(
-        (status = 201, description = "Transferred.", body = TransferBody),
+        (
+            status = 201,
+            description = "Transferred, or the transfer this key made before.",
+            body = TransferBody,
+        ),
         (
             status = 404,
             description = "`not_found`: no user has `to_user_id`.",
@@ -103,8 +151,10 @@ pub(crate) async fn deposit(
         ),
         (
             status = 422,
-            description = "`validation_failed`: a malformed or out-of-range amount, or a \
-                           transfer to oneself; `detail` names the field.",
+            description = "`validation_failed`: a malformed or out-of-range amount, a transfer \
+                           to oneself, or a bad `Idempotency-Key`; `detail` names the field. Or \
+                           `idempotency_key_reused`: the key made a transfer to another \
+                           recipient or of another amount.",
             body = Problem,
             content_type = "application/problem+json",
         ),
@@ -113,10 +163,12 @@ pub(crate) async fn deposit(
 pub(crate) async fn transfer(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
+    headers: HeaderMap,
     Json(body): Json<TransferRequest>,
 ) -> Result<(StatusCode, Json<TransferBody>), ApiError> {
     let amount = Money::amount(&body.amount)?;
+    let key = idempotency_key(&headers)?;
     let transfer =
-        service::ops::money::transfer(&state.db, user.id, body.to_user_id, amount).await?;
+        service::ops::money::transfer(&state.db, user.id, body.to_user_id, amount, key).await?;
     Ok((StatusCode::CREATED, Json(transfer.into())))
 }

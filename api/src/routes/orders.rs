@@ -1,28 +1,21 @@
 //! Orders: placing one (safely repeatable with an `Idempotency-Key`), cancelling it, and
 //! reading one's own. Someone else's order is 404, exactly like one that does not exist.
 
-use axum::{
-    extract::State,
-    http::{HeaderMap, HeaderName},
-    response::Response,
-};
+use axum::{extract::State, http::HeaderMap, response::Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use service::domain::{
     money::Money,
-    orders::{IdempotencyKey, Order, OrderItem, OrderLines, OrderStatus, PlaceOrder, Quantity},
+    orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder, Quantity},
 };
 use utoipa::ToSchema;
 
-use super::{created, in_field};
+use super::{created, idempotency::idempotency_key, in_field};
 use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
     extract::{Json, Path},
 };
-
-/// The request header that makes `POST /orders` safe to repeat.
-pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// `POST /orders`: what to buy.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,25 +118,6 @@ impl PlaceOrderRequest {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(OrderLines::new(lines)?)
     }
-}
-
-/// The request's `Idempotency-Key`, if it sent one: sent once, 1 to 255 characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(ApiError::InvalidInput(
-            "Idempotency-Key: send the header once".to_owned(),
-        ));
-    }
-    let text = value.to_str().map_err(|_| {
-        ApiError::InvalidInput("Idempotency-Key: must be visible ASCII characters".to_owned())
-    })?;
-    IdempotencyKey::parse(text)
-        .map(Some)
-        .map_err(|error| in_field("Idempotency-Key", error))
 }
 
 /// Buys the lines, in one transaction: stock falls, the caller pays the total at the products'
@@ -272,52 +246,4 @@ pub(crate) async fn my_orders(
     Ok(Json(OrderListBody {
         orders: orders.into_iter().map(OrderBody::from).collect(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::HeaderValue;
-
-    use super::*;
-
-    fn detail_of(result: Result<Option<IdempotencyKey>, ApiError>) -> String {
-        match result {
-            Err(ApiError::InvalidInput(detail)) => detail,
-            other => panic!("expected a validation failure, got {other:?}"),
-        }
-    }
-
-    fn with_keys(keys: &[&[u8]]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for key in keys {
-            headers.append(IDEMPOTENCY_KEY, HeaderValue::from_bytes(key).unwrap());
-        }
-        headers
-    }
-
-    #[test]
-    fn no_header_is_no_key_and_one_header_is_the_key() {
-        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
-        let key = idempotency_key(&with_keys(&[b"order-42"]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(key.as_str(), "order-42");
-    }
-
-    #[test]
-    fn an_empty_long_repeated_or_non_ascii_key_is_refused_naming_the_header() {
-        let long = vec![b'k'; 256];
-        for keys in [
-            vec![&b""[..]],
-            vec![&long[..]],
-            vec![&b"a"[..], &b"b"[..]],
-            vec![&b"caf\xc3\xa9"[..]],
-        ] {
-            let detail = detail_of(idempotency_key(&with_keys(&keys)));
-            assert!(
-                detail.starts_with("Idempotency-Key: "),
-                "{keys:?}: {detail}"
-            );
-        }
-    }
 }

@@ -78,7 +78,7 @@ pub async fn write(db: &DatabaseConnection, set: &DataSet) -> Result<Registered,
         let balance = if user.balance == Money::ZERO {
             Money::ZERO
         } else {
-            ops::money::deposit(db, id, user.balance).await?
+            ops::money::deposit(db, id, user.balance, None).await?
         };
         ids.users.push(id);
         tokens.push(registered.token);

@@ -175,6 +175,14 @@ pub struct Transfer {
     pub sender_balance: Money,
 }
 
+impl Transfer {
+    /// Whether this transfer sent `amount` to `to_user_id`, which is all a request for one says
+    /// besides its sender: decides whether a repeated idempotency key is a replay or a reuse.
+    pub fn matches_request(&self, to_user_id: i64, amount: Money) -> bool {
+        self.to_user_id == to_user_id && self.amount == amount
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +279,21 @@ mod tests {
             Err(NotMoney::TooLarge)
         );
         assert_eq!(Money::try_from(Decimal::new(1500, 3)), Ok(money("1.50")));
+    }
+
+    #[test]
+    fn a_transfer_matches_a_request_for_the_same_recipient_and_amount_only() {
+        let sent = Transfer {
+            id: 1,
+            from_user_id: 3,
+            to_user_id: 4,
+            amount: money("7.50"),
+            created_at: Utc::now(),
+            sender_balance: money("2.50"),
+        };
+        assert!(sent.matches_request(4, money("7.5")));
+        assert!(!sent.matches_request(5, money("7.50")));
+        assert!(!sent.matches_request(4, money("7.51")));
     }
 
     #[test]

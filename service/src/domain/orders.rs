@@ -65,7 +65,8 @@ impl OrderLines {
     }
 }
 
-/// A client-chosen key that makes placing an order safe to repeat: 1 to 255 characters.
+/// A client-chosen key that makes placing an order, a deposit or a transfer safe to repeat: 1 to
+/// 255 characters. Each kind of request has keys of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 

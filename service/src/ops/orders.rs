@@ -478,8 +478,8 @@ mod tests {
         send(crate::ops::users::get_user(db, 1));
         send(crate::ops::users::profile(db, 1));
         send(crate::ops::users::any_user_exists(db));
-        send(crate::ops::money::deposit(db, 1, amount));
-        send(crate::ops::money::transfer(db, 1, 2, amount));
+        send(crate::ops::money::deposit(db, 1, amount, None));
+        send(crate::ops::money::transfer(db, 1, 2, amount, None));
         send(crate::ops::products::create_product(db, 1, product));
         send(crate::ops::products::get_product(db, 1));
         send(crate::ops::products::search_products(

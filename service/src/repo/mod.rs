@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod conversations;
+pub mod deposits;
 pub mod messages;
 pub mod orders;
 pub mod products;

@@ -13,13 +13,13 @@ use std::sync::{
 };
 
 use anyhow::Context;
-use entity::{accounts, inventory, order_items, orders, transfers};
+use entity::{accounts, deposits, inventory, order_items, orders, transfers};
 use mercado_testkit::TestDb;
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use service::domain::{
     chat::{Conversation, NewConversation, Title},
     money::Money,
-    orders::{OrderLines, PlaceOrder, Quantity},
+    orders::{IdempotencyKey, OrderLines, PlaceOrder, Quantity},
     products::{NewProduct, Product, ProductName, Sku, Stock},
     users::{Email, NewUser, Registered, UserSummary, Username},
 };
@@ -49,7 +49,7 @@ pub(crate) async fn user_with(
 ) -> anyhow::Result<i64> {
     let user = register(db, name).await?.user;
     if money(balance) != Money::ZERO {
-        ops::money::deposit(db, user.id, money(balance)).await?;
+        ops::money::deposit(db, user.id, money(balance), None).await?;
     }
     Ok(user.id)
 }
@@ -142,6 +142,15 @@ pub(crate) async fn order_item_count<C: ConnectionTrait>(db: &C) -> anyhow::Resu
 
 pub(crate) async fn transfer_count<C: ConnectionTrait>(db: &C) -> anyhow::Result<u64> {
     Ok(transfers::Entity::find().count(db).await?)
+}
+
+pub(crate) async fn deposit_count<C: ConnectionTrait>(db: &C) -> anyhow::Result<u64> {
+    Ok(deposits::Entity::find().count(db).await?)
+}
+
+/// An idempotency key, for the operations that take one.
+pub(crate) fn key(text: &str) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::parse(text).expect("test keys are valid"))
 }
 
 /// Starts a conversation through the operation under test.
