@@ -1,6 +1,8 @@
 //! Users and money over HTTP, on every backend: `POST /users`, `GET /users/{id}`, `GET /me`,
-//! `POST /me/deposits` and `POST /transfers`, with every status and error code each can answer,
-//! and hostile input that must come back byte for byte or be refused with a 4xx — never a 500.
+//! `POST /me/deposits` and `POST /transfers` (with and without `Idempotency-Key`), with every
+//! status and error code each can answer, and hostile input that must come back byte for byte or
+//! be refused with a 4xx — never a 500. The money behind a replayed answer is the service tests'
+//! to check (`service/tests/money.rs`, `concurrency.rs`); here only the balance a client can see.
 
 // In a test, a broken expectation is a failed test: expect says so most directly.
 #![allow(clippy::expect_used)]
@@ -8,9 +10,9 @@
 mod support;
 
 use mercado_testkit::{TestDb, backend_tests};
-use reqwest::{StatusCode, header};
+use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
-use support::{Caller, TestApp, expect_problem, expect_validation_failure};
+use support::{Caller, TestApp, expect_problem, expect_validation_failure, race};
 
 /// What a hostile `POST /users` must get.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +112,30 @@ fn hostile_registrations() -> Vec<(&'static str, Value, Outcome)> {
             Invalid("display_name"),
         ),
     ]
+}
+
+/// `POST path` as `caller` with `body` and an `Idempotency-Key`.
+async fn post_keyed(
+    app: &TestApp,
+    caller: &Caller,
+    path: &str,
+    body: &Value,
+    key: &str,
+) -> Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(&caller.token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("the server answers")
+}
+
+/// A response's status and JSON body.
+async fn outcome(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    (status, response.json().await.expect("a JSON body"))
 }
 
 backend_tests! {
@@ -488,6 +514,151 @@ backend_tests! {
         }
         assert_eq!(app.balance_of(&ann).await, "10.00");
         assert_eq!(app.balance_of(&bob).await, "0.00");
+        Ok(())
+    }
+
+    async fn a_repeated_deposit_key_answers_with_the_first_balance_and_deposits_nothing(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register("ann").await;
+        let first = outcome(post_keyed(&app, &ann, "/me/deposits", &json!({"amount": "10"}), "dep-1").await).await;
+        app.post_json_as(&ann, "/me/deposits", &json!({"amount": "5"})).await;
+
+        let again = outcome(post_keyed(&app, &ann, "/me/deposits", &json!({"amount": "10"}), "dep-1").await).await;
+
+        assert_eq!(first, (StatusCode::OK, json!({"balance": "10.00"})));
+        assert_eq!(again, first);
+        assert_eq!(app.balance_of(&ann).await, "15.00");
+        Ok(())
+    }
+
+    async fn a_repeated_transfer_key_answers_with_the_first_transfer_and_moves_no_money(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register_funded("ann", "100").await;
+        let bob = app.register("bob").await;
+        let body = json!({"to_user_id": bob.id, "amount": "30"});
+        let first = outcome(post_keyed(&app, &ann, "/transfers", &body, "pay-1").await).await;
+        app.post_json_as(&ann, "/transfers", &json!({"to_user_id": bob.id, "amount": "10"})).await;
+
+        let again = outcome(post_keyed(&app, &ann, "/transfers", &body, "pay-1").await).await;
+
+        assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+        assert_eq!(first.1["balance"], "70.00");
+        assert_eq!(again, first);
+        assert_eq!(app.balance_of(&ann).await, "60.00");
+        assert_eq!(app.balance_of(&bob).await, "40.00");
+        Ok(())
+    }
+
+    async fn a_money_key_reused_with_another_body_is_refused_and_moves_nothing(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register_funded("ann", "100").await;
+        let bob = app.register("bob").await;
+        let cat = app.register("cat").await;
+        post_keyed(&app, &ann, "/me/deposits", &json!({"amount": "1"}), "k").await;
+        post_keyed(&app, &ann, "/transfers", &json!({"to_user_id": bob.id, "amount": "1"}), "k").await;
+
+        let other_deposit = post_keyed(&app, &ann, "/me/deposits", &json!({"amount": "2"}), "k").await;
+        let other_amount = post_keyed(&app, &ann, "/transfers", &json!({"to_user_id": bob.id, "amount": "2"}), "k").await;
+        let other_recipient = post_keyed(&app, &ann, "/transfers", &json!({"to_user_id": cat.id, "amount": "1"}), "k").await;
+
+        for response in [other_deposit, other_amount, other_recipient] {
+            expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
+        }
+        assert_eq!(app.balance_of(&ann).await, "100.00");
+        assert_eq!(app.balance_of(&cat).await, "0.00");
+        Ok(())
+    }
+
+    async fn only_a_successful_transfer_binds_its_key(db: TestDb) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register_funded("ann", "10").await;
+        let bob = app.register("bob").await;
+        let body = json!({"to_user_id": bob.id, "amount": "20"});
+        let refused = post_keyed(&app, &ann, "/transfers", &body, "retry-me").await;
+        expect_problem(refused, StatusCode::CONFLICT, "insufficient_funds").await;
+        app.post_json_as(&ann, "/me/deposits", &json!({"amount": "10"})).await;
+
+        let accepted = post_keyed(&app, &ann, "/transfers", &body, "retry-me").await;
+
+        assert_eq!(accepted.status(), StatusCode::CREATED);
+        assert_eq!(app.balance_of(&bob).await, "20.00");
+        Ok(())
+    }
+
+    async fn a_money_idempotency_key_must_be_1_to_255_characters(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register_funded("ann", "10").await;
+        let bob = app.register("bob").await;
+        let requests = [
+            ("/me/deposits", json!({"amount": "1"})),
+            ("/transfers", json!({"to_user_id": bob.id, "amount": "1"})),
+        ];
+
+        for (path, body) in &requests {
+            for key in [String::new(), "k".repeat(256)] {
+                let response = post_keyed(&app, &ann, path, body, &key).await;
+                let detail = expect_validation_failure(response).await;
+                assert!(detail.starts_with("Idempotency-Key: "), "{path}, {} characters: {detail}", key.len());
+            }
+        }
+        assert_eq!(app.balance_of(&ann).await, "10.00");
+
+        for (path, body) in &requests {
+            let longest = post_keyed(&app, &ann, path, body, &"k".repeat(255)).await;
+            assert!(longest.status().is_success(), "{path}: {}", longest.status());
+        }
+        Ok(())
+    }
+
+    async fn one_transfer_key_sent_ten_times_at_once_is_answered_ten_times_with_one_transfer(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register_funded("ann", "25").await;
+        let bob = app.register("bob").await;
+
+        let outcomes = race(10, |_| {
+            let request = support::client()
+                .post(app.url("/transfers"))
+                .bearer_auth(&ann.token)
+                .header("idempotency-key", "rent-december")
+                .json(&json!({"to_user_id": bob.id, "amount": "25"}));
+            async move { outcome(request.send().await.expect("the server answers")).await }
+        })
+        .await;
+
+        for (status, body) in &outcomes {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            assert_eq!(body, &outcomes[0].1, "one transfer");
+        }
+        assert_eq!(app.balance_of(&bob).await, "25.00");
+        Ok(())
+    }
+
+    async fn the_openapi_document_declares_the_idempotency_key_and_its_422_for_money(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let document: Value = app.get("/openapi.json").await.json().await?;
+
+        for path in ["/me/deposits", "/transfers"] {
+            let operation = &document["paths"][path]["post"];
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let header = parameters.iter().find(|p| p["name"] == "Idempotency-Key");
+            let header = header.unwrap_or_else(|| panic!("{path}: no Idempotency-Key in {parameters:?}"));
+            assert_eq!((&header["in"], &header["required"]), (&json!("header"), &json!(false)), "{path}");
+            let unprocessable = operation["responses"]["422"]["description"].as_str().unwrap_or_default();
+            assert!(unprocessable.contains("idempotency_key_reused"), "{path}: {unprocessable}");
+        }
         Ok(())
     }
 }
