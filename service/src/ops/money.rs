@@ -16,10 +16,10 @@
 //!   replay, not be refused for insufficient funds;
 //! * a deposit's ledger row goes last, complete with the balance it left. Racing deposits of one
 //!   user queue on the account's row lock, and nothing the first does can make the second's
-//!   credit fail, so the loser reaches the insert, meets the winner's committed key there and
-//!   rolls its credit back.
+//!   credit fail (short of a balance past the largest one the column holds), so the loser
+//!   reaches the insert, meets the winner's committed key there and rolls its credit back.
 
-use entity::transfers;
+use entity::{deposits, transfers};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
@@ -96,7 +96,7 @@ async fn deposit_once(
 }
 
 /// The balance the first deposit with a key left, if `amount` is what it deposited.
-fn replay_deposit(first: &entity::deposits::Model, amount: Money) -> Result<Money, ServiceError> {
+fn replay_deposit(first: &deposits::Model, amount: Money) -> Result<Money, ServiceError> {
     if Money::from_stored(first.amount)? != amount {
         return Err(ServiceError::IdempotencyKeyReused);
     }
