@@ -190,7 +190,7 @@ async fn statements_held_past_the_statement_timeout_fail_and_change_nothing() ->
     let result = load.finish().await?;
     let record = s.conclude(plan, result, window, recovered).await?;
     anyhow::ensure!(
-        record.failures.keyed_orders > 0,
+        record.failures.orders > 0,
         "no order failed while inventory was locked: the fault did not happen"
     );
     Ok(())

@@ -6,9 +6,11 @@
 //! of reads, orders, deposits and transfers, injects one fault — the app's backends killed, the
 //! server stopped or crashed and started again, a lock that holds statements past
 //! `statement_timeout`, a pool far smaller than the clients, Mercado itself SIGKILLed — and then
-//! checks the invariants directly in the database with its own SQL: every acknowledged write is
-//! stored, every failed one left nothing (or, resent with its key, exactly one order), stock and
-//! money add up, no request outlived its deadline, and Mercado recovered without a restart.
+//! resends every failed write with its `Idempotency-Key` (orders, deposits and transfers all carry
+//! one) and checks the invariants directly in the database with its own SQL: every acknowledged
+//! write is stored, every failed one left nothing (or, resent with its key, exactly one row),
+//! nothing is stored that no request asked for, stock and money add up, no request outlived its
+//! deadline, and Mercado recovered without a restart.
 //!
 //! It depends on no crate of ours: Mercado is a black box driven over HTTP, and the schema is
 //! read with plain SQL, so the suite tests the binary as it ships and keeps working while the

@@ -1,5 +1,6 @@
 //! The data a load needs, arranged through the API, and a bounded closed-loop load of reads,
-//! orders, deposits and transfers that records every request it sends.
+//! orders, deposits and transfers that records every request it sends, every write with an
+//! `Idempotency-Key`; and the resending of the failed writes with their keys after the fault.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +31,7 @@ const MESSAGES: usize = 25;
 /// After a failed request a client pauses this long before its next one, so that a server that
 /// fails fast is not hammered in a tight loop (the figures count requests, not retries).
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_millis(25);
-/// A failed keyed order is sent again at most this many times…
+/// A failed keyed write is sent again at most this many times…
 const RESEND_ATTEMPTS: u32 = 5;
 /// …this long apart…
 const RESEND_PAUSE: Duration = Duration::from_millis(250);
@@ -60,8 +61,17 @@ pub struct Fixture {
     pub clients: Vec<User>,
     pub products: Vec<Product>,
     pub conversation_id: i64,
-    /// The deposits made while arranging (all acknowledged): (user id, cents).
-    pub setup_deposits: Vec<(i64, i64)>,
+    /// The deposits made while arranging, all acknowledged, each with a key of its own
+    /// (`setup-c{client}`), so that every row of the ledger names the request that made it.
+    pub setup_deposits: Vec<SetupDeposit>,
+}
+
+/// A deposit made while arranging.
+#[derive(Debug, Clone)]
+pub struct SetupDeposit {
+    pub user: i64,
+    pub key: String,
+    pub cents: i64,
 }
 
 impl Fixture {
@@ -81,13 +91,17 @@ impl Fixture {
         let mut setup_deposits = Vec::with_capacity(clients);
         for index in 0..clients {
             let user = api.register(&format!("client{index}")).await?;
+            let key = format!("setup-c{index}");
             api.expect_ok(
-                api.post("/me/deposits", &user.token)
-                    .json(&json!({ "amount": money(START_BALANCE_CENTS) })),
+                deposit_request(&api, &user, &key, START_BALANCE_CENTS),
                 StatusCode::OK,
             )
             .await?;
-            setup_deposits.push((user.id, START_BALANCE_CENTS));
+            setup_deposits.push(SetupDeposit {
+                user: user.id,
+                key,
+                cents: START_BALANCE_CENTS,
+            });
             buyers.push(user);
         }
         let mut products = Vec::with_capacity(PRODUCT_PRICES_CENTS.len());
@@ -188,7 +202,7 @@ impl LoadPlan {
 }
 
 /// What a request was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Read,
@@ -209,13 +223,28 @@ pub enum Write {
     Deposit {
         user: i64,
         cents: i64,
+        /// The balance the answer said the deposit left.
+        balance_cents: Option<i64>,
     },
     Transfer {
         from: i64,
         to: i64,
         cents: i64,
         id: Option<i64>,
+        /// The sender's balance after, as the answer said.
+        balance_cents: Option<i64>,
     },
+}
+
+impl Write {
+    /// The user whose key it carries: the buyer, the depositor or the sender.
+    pub fn user(&self) -> i64 {
+        match self {
+            Write::Order { buyer, .. } => *buyer,
+            Write::Deposit { user, .. } => *user,
+            Write::Transfer { from, .. } => *from,
+        }
+    }
 }
 
 /// What is known of a request's effect from its answer.
@@ -236,7 +265,7 @@ pub enum Outcome {
 pub struct RequestRecord {
     pub client: usize,
     pub kind: Kind,
-    /// The `Idempotency-Key` it carried (orders).
+    /// The `Idempotency-Key` it carried (every write).
     pub key: Option<String>,
     /// When it was sent, from the start of the load.
     pub start: Duration,
@@ -279,16 +308,25 @@ impl RequestRecord {
     pub fn end(&self) -> Duration {
         self.start + self.latency
     }
+
+    /// The kind, user and key of a keyed write: what names its row in the database.
+    pub fn keyed(&self) -> Option<(Kind, i64, &str)> {
+        Some((self.kind, self.write.as_ref()?.user(), self.key.as_deref()?))
+    }
 }
 
-/// A failed keyed order sent again with its key after the fault.
+/// A failed keyed write sent again with its key and body after the fault.
 #[derive(Debug, Clone)]
 pub struct Resend {
+    pub kind: Kind,
     pub key: String,
-    pub buyer: i64,
+    /// The user who sent it: the buyer, the depositor or the sender.
+    pub user: i64,
     pub first: Outcome,
     pub attempts: u32,
-    /// The order id of the answer that acknowledged it, if one did.
+    /// Whether an attempt was acknowledged (2xx).
+    pub acknowledged: bool,
+    /// The order or transfer id of the answer that acknowledged it (a deposit answers none).
     pub id: Option<i64>,
     pub last_status: Option<u16>,
     pub last_code: Option<String>,
@@ -540,17 +578,22 @@ impl Worker {
     }
 
     async fn deposit(&mut self, me: &User, sequence: i64) -> RequestRecord {
-        // Distinct per client (1.00 plus the sequence in cents), so that the amounts that
-        // explain a balance can be told apart.
+        // 1.00 plus the sequence in cents: amounts differ, so a row stored with another
+        // request's amount shows.
         let cents = 100 + sequence;
+        let key = format!("s{}-c{}-d{sequence}", self.seed, self.index);
         let start = self.epoch.elapsed();
-        let request = self
+        let sent = self
             .api
-            .post("/me/deposits", &me.token)
-            .json(&json!({ "amount": money(cents) }));
-        let sent = self.api.send(request).await;
-        let mut record = self.record(Kind::Deposit, None, start, sent);
-        record.write = Some(Write::Deposit { user: me.id, cents });
+            .send(deposit_request(&self.api, me, &key, cents))
+            .await;
+        let balance_cents = sent.body.as_ref().and_then(|b| cents_of(b, "balance"));
+        let mut record = self.record(Kind::Deposit, Some(key), start, sent);
+        record.write = Some(Write::Deposit {
+            user: me.id,
+            cents,
+            balance_cents,
+        });
         record
     }
 
@@ -562,24 +605,37 @@ impl Worker {
             let offset = self.rng.random_range(1..clients);
             self.fixture.clients[(self.index + offset) % clients].id
         };
-        // Distinct per sender, so that each row of `transfers` names the request that made it.
         let cents = sequence;
+        let key = format!("s{}-c{}-t{sequence}", self.seed, self.index);
         let start = self.epoch.elapsed();
-        let request = self
+        let sent = self
             .api
-            .post("/transfers", &me.token)
-            .json(&json!({ "to_user_id": to, "amount": money(cents) }));
-        let sent = self.api.send(request).await;
+            .send(transfer_request(&self.api, me, &key, to, cents))
+            .await;
         let id = sent.body.as_ref().and_then(|b| int(b, "id").ok());
-        let mut record = self.record(Kind::Transfer, None, start, sent);
+        let balance_cents = sent.body.as_ref().and_then(|b| cents_of(b, "balance"));
+        let mut record = self.record(Kind::Transfer, Some(key), start, sent);
         record.write = Some(Write::Transfer {
             from: me.id,
             to,
             cents,
             id,
+            balance_cents,
         });
         record
     }
+}
+
+fn deposit_request(api: &Api, user: &User, key: &str, cents: i64) -> RequestBuilder {
+    api.post("/me/deposits", &user.token)
+        .header("Idempotency-Key", key)
+        .json(&json!({ "amount": money(cents) }))
+}
+
+fn transfer_request(api: &Api, from: &User, key: &str, to: i64, cents: i64) -> RequestBuilder {
+    api.post("/transfers", &from.token)
+        .header("Idempotency-Key", key)
+        .json(&json!({ "to_user_id": to, "amount": money(cents) }))
 }
 
 fn order_request(api: &Api, buyer: &User, key: &str, items: &[(i64, i64)]) -> RequestBuilder {
@@ -592,9 +648,10 @@ fn order_request(api: &Api, buyer: &User, key: &str, items: &[(i64, i64)]) -> Re
         .json(&json!({ "items": items }))
 }
 
-/// Send every order that was not acknowledged again, with its own key and body, until it is
-/// acknowledged or 5 attempts, 250 ms apart, are spent (all of them within 20 s).
-pub async fn resend_failed_orders(
+/// Send every keyed write (order, deposit, transfer) that was not acknowledged again, with its
+/// own key and body, until it is acknowledged or 5 attempts, 250 ms apart, are spent (all of
+/// them within 20 s).
+pub async fn resend_failed_writes(
     records: &[RequestRecord],
     fixture: &Fixture,
 ) -> anyhow::Result<Vec<Resend>> {
@@ -608,22 +665,20 @@ pub async fn resend_failed_orders(
     };
     let budget = Instant::now() + RESEND_BUDGET;
     let mut resends = Vec::new();
-    for record in records
-        .iter()
-        .filter(|r| r.kind == Kind::Order && !r.acked())
-    {
-        let (Some(key), Some(Write::Order { buyer, items, .. })) = (&record.key, &record.write)
-        else {
+    for record in records.iter().filter(|r| !r.acked()) {
+        let (Some((kind, user_id, key)), Some(write)) = (record.keyed(), &record.write) else {
             continue;
         };
-        let Some(user) = fixture.clients.iter().find(|u| u.id == *buyer) else {
-            bail!("order {key} of an unknown buyer {buyer}");
+        let Some(user) = fixture.clients.iter().find(|u| u.id == user_id) else {
+            bail!("{kind:?} {key} of an unknown user {user_id}");
         };
         let mut resend = Resend {
-            key: key.clone(),
-            buyer: *buyer,
+            kind,
+            key: key.to_owned(),
+            user: user_id,
             first: record.outcome(),
             attempts: 0,
+            acknowledged: false,
             id: None,
             last_status: None,
             last_code: None,
@@ -633,10 +688,16 @@ pub async fn resend_failed_orders(
                 tokio::time::sleep(RESEND_PAUSE).await;
             }
             resend.attempts += 1;
-            let sent = api.send(order_request(&api, user, key, items)).await;
+            let request = match write {
+                Write::Order { items, .. } => order_request(&api, user, key, items),
+                Write::Deposit { cents, .. } => deposit_request(&api, user, key, *cents),
+                Write::Transfer { to, cents, .. } => transfer_request(&api, user, key, *to, *cents),
+            };
+            let sent = api.send(request).await;
             resend.last_status = sent.status;
             resend.last_code = sent.code.clone();
             if sent.status.is_some_and(|s| (200..300).contains(&s)) {
+                resend.acknowledged = true;
                 resend.id = sent.body.as_ref().and_then(|b| int(b, "id").ok());
                 break;
             }

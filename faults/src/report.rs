@@ -28,8 +28,8 @@ pub struct Target {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Failures {
     pub reads: usize,
-    /// Orders, each of which carried an `Idempotency-Key`.
-    pub keyed_orders: usize,
+    /// The keyed writes, by kind: every order, deposit and transfer carries an `Idempotency-Key`.
+    pub orders: usize,
     pub deposits: usize,
     pub transfers: usize,
     /// Of all the failed, those that got no answer (reset, refused, deadline).
@@ -38,6 +38,13 @@ pub struct Failures {
     pub with_retry_after: usize,
     /// "503 service_unavailable", "no answer: connect", … → count.
     pub by_answer: BTreeMap<String, usize>,
+}
+
+impl Failures {
+    /// Failed orders, deposits and transfers together.
+    pub fn keyed_writes(&self) -> usize {
+        self.orders + self.deposits + self.transfers
+    }
 }
 
 /// Latencies, in milliseconds.
@@ -59,14 +66,35 @@ pub struct Readyz {
     pub max_ms: f64,
 }
 
-/// The resending of failed keyed orders after the fault.
+/// The resending of failed keyed writes after the fault, by kind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Resent {
-    pub orders: usize,
+    pub orders: ResentKind,
+    pub deposits: ResentKind,
+    pub transfers: ResentKind,
+}
+
+impl Resent {
+    /// The three kinds added up.
+    pub fn total(&self) -> ResentKind {
+        let kinds = [&self.orders, &self.deposits, &self.transfers];
+        ResentKind {
+            resent: kinds.iter().map(|k| k.resent).sum(),
+            acknowledged: kinds.iter().map(|k| k.acknowledged).sum(),
+            attempts: kinds.iter().map(|k| k.attempts).sum(),
+            exactly_one: kinds.iter().map(|k| k.exactly_one).sum(),
+        }
+    }
+}
+
+/// The resending of the failed writes of one kind.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResentKind {
+    pub resent: usize,
     pub acknowledged: usize,
     pub attempts: u32,
-    /// Keys holding exactly one order afterwards, among those acknowledged.
-    pub exactly_one_order: usize,
+    /// Keys holding exactly one row afterwards, among those acknowledged.
+    pub exactly_one: usize,
 }
 
 /// Everything one fault test measured and checked.
@@ -148,9 +176,9 @@ fn ms(value: f64) -> String {
 pub fn render_markdown(records: &[FaultRecord]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| fault | load | requests | failed | reads failed | keyed orders failed | deposits / \
-         transfers failed | resent → one order | p99 before | p99 (max) during fault | \
-         recovered in | invariants |\n",
+        "| fault | load | requests | failed | reads failed | keyed writes failed (orders / \
+         deposits / transfers) | resent (orders / deposits / transfers) → one row | \
+         p99 before | p99 (max) during fault | recovered in | invariants |\n",
     );
     out.push_str(
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
@@ -171,8 +199,9 @@ pub fn render_markdown(records: &[FaultRecord]) -> String {
         } else {
             format!("**{held}/{} hold**", r.invariants.len())
         };
+        let resent = r.resent.total();
         out.push_str(&format!(
-            "| {} | {} clients × {:.0} s{} | {} | {} ({:.2} %) | {} | {} | {} / {} | {} → {} | {} | {} ({}) | {} | {} |\n",
+            "| {} | {} clients × {:.0} s{} | {} | {} ({:.2} %) | {} | {} ({} / {} / {}) | {} ({} / {} / {}) → {} | {} | {} ({}) | {} | {} |\n",
             r.description,
             r.clients,
             r.load_seconds,
@@ -181,11 +210,15 @@ pub fn render_markdown(records: &[FaultRecord]) -> String {
             r.failed,
             percent(r.failed, r.requests),
             r.failures.reads,
-            r.failures.keyed_orders,
+            r.failures.keyed_writes(),
+            r.failures.orders,
             r.failures.deposits,
             r.failures.transfers,
-            r.resent.orders,
-            r.resent.exactly_one_order,
+            resent.resent,
+            r.resent.orders.resent,
+            r.resent.deposits.resent,
+            r.resent.transfers.resent,
+            resent.exactly_one,
             ms(r.before_fault.p99_ms),
             ms(r.during_fault.p99_ms),
             ms(r.during_fault.max_ms),
@@ -260,9 +293,10 @@ pub fn render_markdown(records: &[FaultRecord]) -> String {
 
     out.push_str(
         "\nColumns: *requests* sent by the load (closed loop, no think time; a client pauses \
-         25 ms after a failure); *failed* = not 2xx, including no answer at all; *resent → one \
-         order*: failed orders sent again with their `Idempotency-Key` after the fault, and how \
-         many of their keys then hold exactly one order; *p99 before*: requests sent before the \
+         25 ms after a failure); *failed* = not 2xx, including no answer at all; every order, \
+         deposit and transfer carries an `Idempotency-Key`, so all three are *keyed writes*; \
+         *resent → one row*: failed keyed writes sent again with their key and body after the \
+         fault, and how many of their keys then hold exactly one order, deposit or transfer; *p99 before*: requests sent before the \
          fault; *during fault*: requests sent from the fault's start until Mercado had \
          recovered; *recovered in*: from the fault's end until `/readyz` answered 200 and an \
          authenticated read succeeded. Invariants are checked in the database after each run. \

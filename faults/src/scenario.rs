@@ -15,7 +15,7 @@ use crate::load::{
     DEADLINE, Fixture, Kind, LoadHandle, LoadPlan, LoadResult, Probe, RequestRecord, Resend,
 };
 use crate::pg::PgInstance;
-use crate::report::{self, Failures, FaultRecord, Latency, Readyz, Resent, Target};
+use crate::report::{self, Failures, FaultRecord, Latency, Readyz, Resent, ResentKind, Target};
 
 /// The longest Mercado may take to recover after a fault before the test fails.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(20);
@@ -28,8 +28,8 @@ pub const APP_NAME: &str = "mercado";
 pub mod targets {
     /// Failed reads allowed for backend kills and short outages.
     pub const FAILED_READS: u64 = 0;
-    /// Failed keyed writes (orders, which all carry an `Idempotency-Key`) allowed for backend
-    /// kills and short outages.
+    /// Failed keyed writes (orders, deposits and transfers, which all carry an
+    /// `Idempotency-Key`) allowed for backend kills and short outages.
     pub const FAILED_KEYED_WRITES: u64 = 0;
     /// Failures answered otherwise than 503 with `Retry-After` (a 500, a 503 without it, …).
     pub const ANSWERS_NOT_503_RETRY_AFTER: u64 = 0;
@@ -174,7 +174,7 @@ impl Scenario {
         None
     }
 
-    /// Resend the failed keyed orders, check every invariant, write the record (to
+    /// Resend the failed keyed writes, check every invariant, write the record (to
     /// `FAULTS_REPORT_DIR` when set) and fail if an invariant did not hold — or, under
     /// `FAULTS_STRICT=1`, if a target was missed.
     pub async fn conclude(
@@ -186,16 +186,17 @@ impl Scenario {
     ) -> anyhow::Result<FaultRecord> {
         let LoadResult { records, readyz } = load;
         let resends = if recovered.is_some() {
-            crate::load::resend_failed_orders(&records, &self.fixture).await?
+            crate::load::resend_failed_writes(&records, &self.fixture).await?
         } else {
             Vec::new()
         };
         let mut db = self.pg.admin().await?;
         let mut checks = invariants::check(&mut db, &self.fixture, &records, &resends).await?;
-        let mut exactly_one = 0;
-        for resend in resends.iter().filter(|r| r.id.is_some()) {
-            if invariants::orders_with_key(&mut db, resend.buyer, &resend.key).await? == 1 {
-                exactly_one += 1;
+        let mut exactly_one = Vec::new();
+        for resend in resends.iter().filter(|r| r.acknowledged) {
+            if invariants::rows_with_key(&mut db, resend.kind, resend.user, &resend.key).await? == 1
+            {
+                exactly_one.push(resend.kind);
             }
         }
         db.close().await.ok();
@@ -207,7 +208,7 @@ impl Scenario {
             records: &records,
             readyz: &readyz,
             resends: &resends,
-            exactly_one,
+            exactly_one: &exactly_one,
             window,
             recovered,
         };
@@ -292,7 +293,7 @@ impl Scenario {
             records,
             readyz,
             resends,
-            exactly_one: exactly_one_order,
+            exactly_one,
             window,
             recovered,
         } = *run;
@@ -300,7 +301,7 @@ impl Scenario {
         for r in records.iter().filter(|r| !r.acked()) {
             match r.kind {
                 Kind::Read => failures.reads += 1,
-                Kind::Order => failures.keyed_orders += 1,
+                Kind::Order => failures.orders += 1,
                 Kind::Deposit => failures.deposits += 1,
                 Kind::Transfer => failures.transfers += 1,
             }
@@ -358,7 +359,7 @@ impl Scenario {
             targets.push(target(
                 "failed keyed writes",
                 targets::FAILED_KEYED_WRITES,
-                failures.keyed_orders,
+                failures.keyed_writes(),
             ));
         }
         targets.push(target(
@@ -367,11 +368,19 @@ impl Scenario {
             answered_badly,
         ));
 
+        let resent_of = |kind: Kind| {
+            let of_kind = || resends.iter().filter(move |r| r.kind == kind);
+            ResentKind {
+                resent: of_kind().count(),
+                acknowledged: of_kind().filter(|r| r.acknowledged).count(),
+                attempts: of_kind().map(|r| r.attempts).sum(),
+                exactly_one: exactly_one.iter().filter(|k| **k == kind).count(),
+            }
+        };
         let resent = Resent {
-            orders: resends.len(),
-            acknowledged: resends.iter().filter(|r| r.id.is_some()).count(),
-            attempts: resends.iter().map(|r| r.attempts).sum(),
-            exactly_one_order,
+            orders: resent_of(Kind::Order),
+            deposits: resent_of(Kind::Deposit),
+            transfers: resent_of(Kind::Transfer),
         };
         let acknowledged = records.iter().filter(|r| r.acked()).count();
         let passed = checks.iter().all(|c| c.passed);
@@ -418,7 +427,8 @@ struct Run<'a> {
     records: &'a [RequestRecord],
     readyz: &'a [Probe],
     resends: &'a [Resend],
-    exactly_one: usize,
+    /// The kind of each acknowledged resend whose key then held exactly one row.
+    exactly_one: &'a [Kind],
     window: FaultWindow,
     recovered: Option<Duration>,
 }
@@ -514,21 +524,28 @@ fn write_requests(path: &std::path::Path, records: &[RequestRecord]) -> anyhow::
 
 /// A few lines for the test's output.
 fn summary(r: &FaultRecord) -> String {
+    let resent = r.resent.total();
     let mut out = format!(
-        "[{}] {}: {} requests, {} failed (reads {}, keyed orders {}, deposits {}, transfers {}; \
-         unanswered {}), resent {} → {} acknowledged; p99 during fault {:.0} ms (max {:.0} ms); \
+        "[{}] {}: {} requests, {} failed (reads {}, keyed writes {}: orders {}, deposits {}, \
+         transfers {}; unanswered {}), resent {} (orders {}, deposits {}, transfers {}) → {} \
+         acknowledged, {} holding one row; p99 during fault {:.0} ms (max {:.0} ms); \
          recovered in {}",
         r.fault,
         r.description,
         r.requests,
         r.failed,
         r.failures.reads,
-        r.failures.keyed_orders,
+        r.failures.keyed_writes(),
+        r.failures.orders,
         r.failures.deposits,
         r.failures.transfers,
         r.failures.unanswered,
-        r.resent.orders,
-        r.resent.acknowledged,
+        resent.resent,
+        r.resent.orders.resent,
+        r.resent.deposits.resent,
+        r.resent.transfers.resent,
+        resent.acknowledged,
+        resent.exactly_one,
         r.during_fault.p99_ms,
         r.during_fault.max_ms,
         r.time_to_recover_ms
