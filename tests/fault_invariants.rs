@@ -1,6 +1,6 @@
 //! The invariants are not vacuous: on a real run's database, each breakage a fault could cause
-//! — stock that no order explains, money from nowhere, an acknowledged order gone — is caught by
-//! the same SQL the fault tests use.
+//! — stock that no order explains, money from nowhere, an acknowledged deposit or order gone —
+//! is caught by the same SQL the fault tests use.
 
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ fn failing(checks: &[Check]) -> Vec<String> {
     not(mercado_postgres),
     ignore = "the fault suite runs with the PostgreSQL tests: set TEST_POSTGRES_URL"
 )]
-async fn stock_money_or_an_order_tampered_with_in_the_database_breaks_an_invariant()
+async fn stock_money_a_deposit_or_an_order_tampered_with_in_the_database_breaks_an_invariant()
 -> anyhow::Result<()> {
     let mut spec = Spec::new(MERCADO, "self_test", "tampering", 99);
     spec.clients = 4;
@@ -55,7 +55,14 @@ async fn stock_money_or_an_order_tampered_with_in_the_database_breaks_an_invaria
         .await?;
     let checks = invariants::check(&mut db, &s.fixture, &records, &[]).await?;
     assert!(
-        failing(&checks).contains(&"the sum of balances equals the sum of deposits".to_owned()),
+        failing(&checks).contains(
+            &"the sum of balances equals the ledger of deposits acknowledged or unanswered"
+                .to_owned()
+        ),
+        "{checks:#?}"
+    );
+    assert!(
+        failing(&checks).contains(&"each balance is its deposits, transfers and orders".to_owned()),
         "{checks:#?}"
     );
 
@@ -78,6 +85,25 @@ async fn stock_money_or_an_order_tampered_with_in_the_database_breaks_an_invaria
     assert!(
         failing(&checks).contains(&"every acknowledged write is in the database".to_owned()),
         "{checks:#?}"
+    );
+
+    let acked_deposit = records
+        .iter()
+        .find(|r| r.acked() && matches!(r.write, Some(Write::Deposit { .. })))
+        .and_then(|r| r.key.clone())
+        .expect("the load made a deposit");
+    sqlx::query("DELETE FROM deposits WHERE idempotency_key = $1")
+        .bind(&acked_deposit)
+        .execute(&mut db)
+        .await?;
+    let checks = invariants::check(&mut db, &s.fixture, &records, &[]).await?;
+    let acknowledged = checks
+        .iter()
+        .find(|c| c.name == "every acknowledged write is in the database")
+        .expect("the check is made");
+    assert!(
+        !acknowledged.passed && acknowledged.detail.contains(&acked_deposit),
+        "{acknowledged:#?}"
     );
     Ok(())
 }
