@@ -577,19 +577,20 @@ fn failed_writes_left_nothing(
         .filter(|r| r.acknowledged)
         .map(|r| (r.kind, r.user, r.key.as_str()))
         .collect();
-    let (mut refused, mut lost, mut lost_applied) = (0usize, 0usize, 0usize);
+    let (mut refused, mut lost, mut lost_applied, mut resent) = (0usize, 0usize, 0usize, 0usize);
     for record in records.iter().filter(|r| r.is_write() && !r.acked()) {
-        match record.outcome() {
-            Outcome::Refused => refused += 1,
-            Outcome::Lost => lost += 1,
-            Outcome::Acked => {}
-        }
         let Some((kind, user, key)) = record.keyed() else {
             violations.push(format!("a {:?} was sent without a key", record.kind));
             continue;
         };
         if acked_on_resend.contains(&(kind, user, key)) {
+            resent += 1;
             continue; // judged by resent_writes_made_exactly_one_row_each
+        }
+        match record.outcome() {
+            Outcome::Refused => refused += 1,
+            Outcome::Lost => lost += 1,
+            Outcome::Acked => {}
         }
         match (record.outcome(), snap.rows(kind, user, key).len()) {
             (_, 0) => {}
@@ -604,8 +605,9 @@ fn failed_writes_left_nothing(
         "every failed write left nothing (a resent one: exactly one)",
         &violations,
         format!(
-            "{refused} answered with an error (or never sent) left nothing; {lost} unanswered, \
-             of which {lost_applied} took effect (all by key)"
+            "by key: {refused} answered with an error (or never sent) left nothing; {lost} \
+             unanswered, of which {lost_applied} took effect; {resent} acknowledged on resend \
+             (judged by the resend check)"
         ),
     )
 }
