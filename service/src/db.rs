@@ -281,6 +281,72 @@ pub fn reader(db: &DatabaseConnection) -> &DatabaseConnection {
     db
 }
 
+/// Commits `txn`, telling apart the two ways a lost connection can fail it. Every failure
+/// before this call changed nothing, so a [`ServiceError::ConnectionLost`] there may run again
+/// ([`crate::retry`]). A connection that breaks *here*, with COMMIT sent or on its way, leaves
+/// the outcome unknown — the server may have committed before the connection died — and is
+/// reported as [`ServiceError::CommitOutcomeUnknown`], which a write never retries blindly. Any
+/// other failure (a serialization failure at commit, say) is classified as usual.
+pub async fn commit(txn: DatabaseTransaction) -> Result<(), ServiceError> {
+    txn.commit()
+        .await
+        .map_err(|error| match ServiceError::from(error) {
+            ServiceError::ConnectionLost(error) => ServiceError::CommitOutcomeUnknown(error),
+            other => other,
+        })
+}
+
+/// How long a connection given back to the pool may take to answer a ping before it is taken
+/// for one still running an abandoned statement (see [`cancel_abandoned_statements`]).
+pub const RELEASE_PING_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How often PostgreSQL checks, while a statement runs, that its client is still there.
+pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// PostgreSQL: makes a statement whose caller went away stop instead of running on. A request
+/// that times out or whose client disconnects drops its future, and with it the transaction
+/// and the connection in the middle of a statement; sqlx then waits, in the background, for the
+/// statement to finish before giving the connection back — a statement blocked on a lock would
+/// keep its backend and its pool slot for as long as the lock is held. With this, a connection
+/// that does not answer a ping within [`RELEASE_PING_TIMEOUT`] when it is given back is closed
+/// instead, and each connection asks the server (PostgreSQL 14 and later) to check every
+/// [`CLIENT_CHECK_INTERVAL`] whether its client is still connected
+/// (`client_connection_check_interval`): the server then cancels the statement and rolls the
+/// transaction back. Nothing is ever committed by it: the COMMIT was never sent.
+pub fn cancel_abandoned_statements(options: &mut ConnectOptions) {
+    use sea_orm::sqlx::{self, Connection as _};
+    options.map_sqlx_postgres_pool_opts(|pool| {
+        pool.after_connect(|connection, _| {
+            Box::pin(async move {
+                if connection
+                    .server_version_num()
+                    .is_some_and(|v| v >= 140_000)
+                {
+                    let interval = format!(
+                        "SET client_connection_check_interval = {}",
+                        CLIENT_CHECK_INTERVAL.as_millis()
+                    );
+                    sqlx::Executor::execute(&mut *connection, sqlx::AssertSqlSafe(interval))
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                match tokio::time::timeout(RELEASE_PING_TIMEOUT, connection.ping()).await {
+                    Ok(Ok(())) => Ok(true),
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(sqlx::Error::Protocol(format!(
+                        "no answer to a ping within {RELEASE_PING_TIMEOUT:?}: a statement \
+                         abandoned by its request is still running; closing the connection"
+                    ))),
+                }
+            })
+        })
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
