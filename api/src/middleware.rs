@@ -71,8 +71,13 @@ pub(crate) fn wrap(router: Router, settings: &ApiSettings, health: DatabaseHealt
             settings.max_concurrent_requests.max(1),
         ))
         .service(router.clone());
+    // `route_service` takes no `Router` (it asks for `nest`, which would strip the path), so the
+    // unlimited one is passed behind an identity `map_request`.
+    let unlimited = ServiceBuilder::new()
+        .map_request(|request: Request<Body>| request)
+        .service(router);
     let router = Router::new()
-        .route_service(LIVENESS, router)
+        .route_service(LIVENESS, unlimited)
         .fallback_service(limited);
     router.layer(
         ServiceBuilder::new()

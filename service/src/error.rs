@@ -358,6 +358,112 @@ mod tests {
         assert!(!other.violates(&EMAIL));
     }
 
+    /// A database error as a driver reports it: a SQLSTATE (or SQLite result code) and a message.
+    #[derive(Debug)]
+    struct Reported(&'static str);
+
+    impl std::fmt::Display for Reported {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl StdError for Reported {}
+
+    impl sqlx::error::DatabaseError for Reported {
+        fn message(&self) -> &str {
+            "reported"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn query_error(error: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(error)))
+    }
+
+    fn with_code(code: &'static str) -> DbErr {
+        query_error(sqlx::Error::Database(Box::new(Reported(code))))
+    }
+
+    #[test]
+    fn a_broken_connection_is_lost_not_unavailable() {
+        let broken = [
+            query_error(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            query_error(sqlx::Error::WorkerCrashed),
+            // Terminated by an administrator, a crash of the server, a server that cannot take
+            // connections now, and class 08.
+            with_code("57P01"),
+            with_code("57P02"),
+            with_code("57P03"),
+            with_code("08006"),
+        ];
+        for error in broken {
+            assert_eq!(DbFailure::of(&error), DbFailure::ConnectionLost, "{error}");
+            assert!(ServiceError::from(error).is_connection_lost());
+        }
+    }
+
+    #[test]
+    fn no_connection_to_be_had_is_unavailable_and_not_retried_as_a_lost_one() {
+        for error in [
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::ConnectionClosed),
+            with_code("53300"),
+        ] {
+            let shown = error.to_string();
+            let error = ServiceError::from(error);
+            assert!(matches!(error, ServiceError::Unavailable(_)), "{shown}");
+            assert!(
+                !error.is_connection_lost() && !error.is_retryable(),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_statement_timeout_and_a_sqlite_busy_timeout_are_timeouts_that_name_themselves() {
+        let statement = ServiceError::from(with_code("57014"));
+        assert!(matches!(
+            statement,
+            ServiceError::TimedOut {
+                limit: DbTimeout::Statement,
+                ..
+            }
+        ));
+        assert!(
+            statement.to_string().contains("statement_timeout"),
+            "{statement}"
+        );
+        assert!(!statement.is_retryable());
+
+        let busy = ServiceError::from(with_code("5"));
+        assert!(busy.to_string().contains("busy timeout"), "{busy}");
+        assert!(
+            busy.is_retryable(),
+            "SQLite's lock may be free the next time"
+        );
+        assert!(matches!(
+            ServiceError::from(with_code("517")),
+            ServiceError::Contended(_)
+        ));
+    }
+
     #[test]
     fn constraint_names_are_read_from_sqlite_and_mysql_messages() {
         assert_eq!(

@@ -31,12 +31,13 @@ use std::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
 use sea_orm::{DbBackend, sqlx};
-use tokio::sync::Notify;
+// tokio's clock: the same as std's, but one that tests can pause.
+use tokio::{sync::Notify, time::Instant};
 
 use crate::db::DatabaseSettings;
 

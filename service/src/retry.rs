@@ -28,10 +28,10 @@
 //! dozen lines, and because the decision "retry or not" is the service's own error
 //! classification.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::{future::Future, time::Duration};
+
+// tokio's clock: the same as std's, but one that tests can pause.
+use tokio::time::Instant;
 
 use rand::Rng;
 
@@ -219,6 +219,77 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    fn lost() -> ServiceError {
+        ServiceError::ConnectionLost(DbErr::Custom("terminating connection (57P01)".into()))
+    }
+
+    fn unknown() -> ServiceError {
+        ServiceError::CommitOutcomeUnknown(DbErr::Custom("broken pipe during COMMIT".into()))
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_before_commit_runs_again_more_often_than_the_attempt_limit() {
+        let calls = AtomicU32::new(0);
+        let result = with_retry(NO_WAIT, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                // A pool may hand out several dead connections in a row.
+                0..8 => Err(lost()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_commit_outcome_is_unknown_is_never_run_again() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = with_retry(NO_WAIT, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(unknown())
+        })
+        .await;
+        assert!(matches!(result, Err(ServiceError::CommitOutcomeUnknown(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_operation_whose_commit_outcome_is_unknown_runs_again() {
+        let calls = AtomicU32::new(0);
+        let result = with_retry_idempotent(NO_WAIT, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(unknown()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+    }
+
+    // Paused time: the clock jumps through the backoff sleeps.
+    #[tokio::test(start_paused = true)]
+    async fn connection_loss_retries_stop_once_the_reconnect_bound_has_passed() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(100),
+            reconnect_within: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let result: Result<(), _> = with_retry(policy, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            // Each attempt waits for a connection a while before losing it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err(lost())
+        })
+        .await;
+        assert!(matches!(result, Err(ServiceError::ConnectionLost(_))));
+        assert!(calls.load(Ordering::SeqCst) > 1, "it was retried");
+        // The first attempt, the bound, and the one attempt that began inside it.
+        assert!(started.elapsed() <= Duration::from_millis(300 + 1000 + 100 + 300));
     }
 
     #[tokio::test]
