@@ -296,10 +296,6 @@ pub async fn commit(txn: DatabaseTransaction) -> Result<(), ServiceError> {
         })
 }
 
-/// How long a connection given back to the pool may take to answer a ping before it is taken
-/// for one still running an abandoned statement (see [`cancel_abandoned_statements`]).
-pub const RELEASE_PING_TIMEOUT: Duration = Duration::from_millis(500);
-
 /// How often PostgreSQL checks, while a statement runs, that its client is still there.
 pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -308,8 +304,9 @@ pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// and the connection in the middle of a statement; sqlx then waits, in the background, for the
 /// statement to finish before giving the connection back — a statement blocked on a lock would
 /// keep its backend and its pool slot for as long as the lock is held. With this, a connection
-/// that does not answer a ping within [`RELEASE_PING_TIMEOUT`] when it is given back is closed
-/// instead, and each connection asks the server (PostgreSQL 14 and later) to check every
+/// given back with bytes still unsent (the ROLLBACK that dropping a transaction queues) is
+/// closed instead — which also costs a reconnect after a write that failed and dropped its
+/// transaction — and each connection asks the server (PostgreSQL 14 and later) to check every
 /// [`CLIENT_CHECK_INTERVAL`] whether its client is still connected
 /// (`client_connection_check_interval`): the server then cancels the statement and rolls the
 /// transaction back. Nothing is ever committed by it: the COMMIT was never sent.
@@ -334,13 +331,18 @@ pub fn cancel_abandoned_statements(options: &mut ConnectOptions) {
         })
         .after_release(|connection, _| {
             Box::pin(async move {
-                match tokio::time::timeout(RELEASE_PING_TIMEOUT, connection.ping()).await {
-                    Ok(Ok(())) => Ok(true),
-                    Ok(Err(error)) => Err(error),
-                    Err(_) => Err(sqlx::Error::Protocol(format!(
-                        "no answer to a ping within {RELEASE_PING_TIMEOUT:?}: a statement \
-                         abandoned by its request is still running; closing the connection"
-                    ))),
+                // Bytes still to send mean the transaction was dropped, not finished: its
+                // ROLLBACK is queued, and a statement may still run. Waiting for it could take
+                // as long as what blocks it; closing the connection ends it now.
+                if connection.should_flush() {
+                    Err(sqlx::Error::Protocol(
+                        "the connection was given back mid-transaction (its request was \
+                         abandoned, or it failed); closing it so that the server rolls back \
+                         at once"
+                            .to_owned(),
+                    ))
+                } else {
+                    Ok(true)
                 }
             })
         })
