@@ -11,6 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use mercado_testkit::{Backend, TestDb};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
@@ -23,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 const STOPS_WITHIN: Duration = Duration::from_secs(10);
 
 /// A seller's product (10 in stock at 2.50) and a buyer with 100.00.
-async fn shop(app: &TestApp) -> (Caller, i64) {
+async fn shop(app: &TestApp) -> anyhow::Result<(Caller, i64)> {
     let seller = app.register("seller").await;
     let response = app
         .post_json_as(
@@ -32,11 +33,10 @@ async fn shop(app: &TestApp) -> (Caller, i64) {
             &json!({"sku": "PEN", "name": "Pen", "price": "2.50", "stock": 10}),
         )
         .await;
-    let product: Value = json_of(response, StatusCode::CREATED)
-        .await
-        .expect("a product");
+    let product: Value = json_of(response, StatusCode::CREATED).await?;
     let buyer = app.register_funded("buyer", "100").await;
-    (buyer, product["id"].as_i64().expect("a product id"))
+    let id = product["id"].as_i64().context("a product id")?;
+    Ok((buyer, id))
 }
 
 async fn lock_inventory(db: &TestDb) -> anyhow::Result<DatabaseTransaction> {
@@ -84,19 +84,17 @@ async fn eventually(
 }
 
 /// Nothing of an order: stock at 10, no order, the buyer's money untouched.
-async fn nothing_was_ordered(app: &TestApp, buyer: &Caller, product_id: i64) {
+async fn nothing_was_ordered(app: &TestApp, buyer: &Caller, product_id: i64) -> anyhow::Result<()> {
     let product: Value = json_of(
         app.get(&format!("/products/{product_id}")).await,
         StatusCode::OK,
     )
-    .await
-    .expect("the product");
+    .await?;
     assert_eq!(product["stock"], 10);
-    let orders: Value = json_of(app.get_as(buyer, "/me/orders").await, StatusCode::OK)
-        .await
-        .expect("the buyer's orders");
+    let orders: Value = json_of(app.get_as(buyer, "/me/orders").await, StatusCode::OK).await?;
     assert_eq!(orders["orders"], json!([]));
     assert_eq!(app.balance_of(buyer).await, "100.00");
+    Ok(())
 }
 
 async fn an_order_past_the_request_timeout(db: TestDb) -> anyhow::Result<()> {
@@ -106,7 +104,7 @@ async fn an_order_past_the_request_timeout(db: TestDb) -> anyhow::Result<()> {
         OpenApiRouter::new(),
     )
     .await;
-    let (buyer, product_id) = shop(&app).await;
+    let (buyer, product_id) = shop(&app).await?;
     let lock = lock_inventory(&db).await?;
 
     let response = app
@@ -129,13 +127,12 @@ async fn an_order_past_the_request_timeout(db: TestDb) -> anyhow::Result<()> {
     })
     .await?;
     lock.rollback().await?;
-    nothing_was_ordered(&app, &buyer, product_id).await;
-    Ok(())
+    nothing_was_ordered(&app, &buyer, product_id).await
 }
 
 async fn an_order_whose_client_hangs_up(db: TestDb) -> anyhow::Result<()> {
     let app = TestApp::spawn(&db).await;
-    let (buyer, product_id) = shop(&app).await;
+    let (buyer, product_id) = shop(&app).await?;
     let lock = lock_inventory(&db).await?;
 
     let impatient = reqwest::Client::builder()
@@ -164,8 +161,7 @@ async fn an_order_whose_client_hangs_up(db: TestDb) -> anyhow::Result<()> {
     })
     .await?;
     lock.rollback().await?;
-    nothing_was_ordered(&app, &buyer, product_id).await;
-    Ok(())
+    nothing_was_ordered(&app, &buyer, product_id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
