@@ -11,7 +11,10 @@
 //!   (waiting for one, up to the pool's acquire timeout, while the server comes back). These are
 //!   retried for as long as [`RetryPolicy::reconnect_within`] allows since the first loss —
 //!   a bound in time, not in attempts, since a pool may hand out several dead connections in a
-//!   row — and never once [`crate::health`] knows the database is down.
+//!   row — and never once [`crate::health`] knows the database is down. Only for reads and for
+//!   writes that commit through [`crate::db::commit`] and ask for it
+//!   ([`RetryPolicy::reconnecting`]): a write that calls `txn.commit()` itself cannot tell a
+//!   loss during its COMMIT from one before it.
 //!
 //! A connection lost *during* COMMIT ([`ServiceError::CommitOutcomeUnknown`]) is different: the
 //! transaction may have committed. [`with_retry`], for writes, never runs it again;
@@ -46,11 +49,19 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No backoff ceiling grows past this.
     pub max_delay: Duration,
-    /// After a lost connection, attempts go on until this long has passed since the first
-    /// loss. Inside a request the database health guard's bound replaces it (the pool's acquire
-    /// timeout, see [`crate::health`]), so that both speak of one bound.
-    pub reconnect_within: Duration,
+    /// Whether a write whose connection was lost before COMMIT runs again, and for how long
+    /// since the first loss. `None` (the default) for a write that commits with
+    /// `txn.commit()`: it cannot tell a loss before COMMIT from one during it, so it must not
+    /// run again. `Some` ([`RetryPolicy::reconnecting`]) for one that commits through
+    /// [`crate::db::commit`], which reports a loss during COMMIT apart. Reads
+    /// ([`with_retry_idempotent`]) always run again. Inside a request the database health
+    /// guard's bound replaces the duration (the pool's acquire timeout, see [`crate::health`]),
+    /// so that both speak of one bound.
+    pub reconnect_within: Option<Duration>,
 }
+
+/// How long lost connections are retried when neither the policy nor a guard says.
+pub const RECONNECT_WITHIN: Duration = Duration::from_secs(5);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -58,12 +69,22 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(500),
-            reconnect_within: Duration::from_secs(5),
+            reconnect_within: None,
         }
     }
 }
 
 impl RetryPolicy {
+    /// The default policy, for a write that commits through [`crate::db::commit`]: a
+    /// connection lost before COMMIT runs it again, for up to [`RECONNECT_WITHIN`] (or the
+    /// guard's bound).
+    pub fn reconnecting() -> RetryPolicy {
+        RetryPolicy {
+            reconnect_within: Some(RECONNECT_WITHIN),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// The longest sleep after failed attempt number `attempt` (1-based):
     /// `min(max_delay, base_delay × 2^(attempt − 1))`.
     pub fn backoff_ceiling(&self, attempt: u32) -> Duration {
@@ -121,7 +142,10 @@ where
     Fut: Future<Output = Result<T, ServiceError>>,
 {
     let max_attempts = policy.max_attempts.max(1);
-    let reconnect_within = health::current_bound().unwrap_or(policy.reconnect_within);
+    let may_reconnect = repeat == Repeat::EvenAfterCommit || policy.reconnect_within.is_some();
+    let reconnect_within = health::current_bound()
+        .or(policy.reconnect_within)
+        .unwrap_or(RECONNECT_WITHIN);
     let mut attempt = 1;
     let mut contended = 1;
     let mut first_loss: Option<Instant> = None;
@@ -138,9 +162,10 @@ where
         if error.is_connectivity() {
             health::report_trouble();
         }
-        let lost = error.is_connection_lost()
-            || (repeat == Repeat::EvenAfterCommit
-                && matches!(error, ServiceError::CommitOutcomeUnknown(_)));
+        let lost = may_reconnect
+            && (error.is_connection_lost()
+                || (repeat == Repeat::EvenAfterCommit
+                    && matches!(error, ServiceError::CommitOutcomeUnknown(_))));
         let reason = if error.is_retryable() && contended < max_attempts {
             contended += 1;
             "transaction aborted by the database; running it again"
@@ -188,7 +213,7 @@ mod tests {
         max_attempts: 5,
         base_delay: Duration::ZERO,
         max_delay: Duration::ZERO,
-        reconnect_within: Duration::from_secs(5),
+        reconnect_within: Some(Duration::from_secs(5)),
     };
 
     fn contended() -> ServiceError {
@@ -244,6 +269,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_that_commits_without_db_commit_is_not_run_again_after_a_lost_connection() {
+        let calls = AtomicU32::new(0);
+        let policy = RetryPolicy {
+            reconnect_within: None,
+            ..NO_WAIT
+        };
+        let result: Result<(), _> = with_retry(policy, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(lost())
+        })
+        .await;
+        assert!(matches!(result, Err(ServiceError::ConnectionLost(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn a_write_whose_commit_outcome_is_unknown_is_never_run_again() {
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = with_retry(NO_WAIT, || async {
@@ -274,7 +315,7 @@ mod tests {
         let policy = RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(100),
-            reconnect_within: Duration::from_secs(1),
+            reconnect_within: Some(Duration::from_secs(1)),
             ..RetryPolicy::default()
         };
         let calls = AtomicU32::new(0);

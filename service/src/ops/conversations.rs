@@ -56,7 +56,7 @@ pub async fn create_conversation(
         ));
     }
 
-    with_retry(RetryPolicy::default(), || {
+    with_retry(RetryPolicy::reconnecting(), || {
         create_once(db, creator_id, &new.title, new.product_id, &participant_ids)
     })
     .await

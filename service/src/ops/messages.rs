@@ -38,7 +38,7 @@ pub async fn post_message(
     conversation_id: i64,
     new: NewMessage,
 ) -> Result<Message, ServiceError> {
-    with_retry(RetryPolicy::default(), || {
+    with_retry(RetryPolicy::reconnecting(), || {
         post_once(db, sender_id, conversation_id, &new)
     })
     .await

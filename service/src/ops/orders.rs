@@ -59,7 +59,7 @@ pub async fn place_order(
     if request.idempotency_key.is_some() {
         with_retry_idempotent(RetryPolicy::default(), attempt).await
     } else {
-        with_retry(RetryPolicy::default(), attempt).await
+        with_retry(RetryPolicy::reconnecting(), attempt).await
     }
 }
 
@@ -231,7 +231,7 @@ pub async fn cancel_order(
     buyer_id: i64,
     order_id: i64,
 ) -> Result<Order, ServiceError> {
-    with_retry(RetryPolicy::default(), || {
+    with_retry(RetryPolicy::reconnecting(), || {
         cancel_once(db, buyer_id, order_id)
     })
     .await

@@ -27,7 +27,10 @@ pub async fn create_product(
     new: NewProduct,
 ) -> Result<Product, ServiceError> {
     new.price.ensure_price()?;
-    with_retry(RetryPolicy::default(), || create_once(db, seller_id, &new)).await
+    with_retry(RetryPolicy::reconnecting(), || {
+        create_once(db, seller_id, &new)
+    })
+    .await
 }
 
 async fn create_once(

@@ -26,7 +26,7 @@ const TOKEN_BYTES: usize = 32;
 // The request holds an email address: personal data stays out of the span.
 #[tracing::instrument(level = "info", skip_all)]
 pub async fn register(db: &DatabaseConnection, new: NewUser) -> Result<Registered, ServiceError> {
-    with_retry(RetryPolicy::default(), || register_once(db, &new)).await
+    with_retry(RetryPolicy::reconnecting(), || register_once(db, &new)).await
 }
 
 async fn register_once(db: &DatabaseConnection, new: &NewUser) -> Result<Registered, ServiceError> {
@@ -80,7 +80,10 @@ pub async fn issue_tokens(
     db: &DatabaseConnection,
     user_ids: &[i64],
 ) -> Result<Vec<(i64, String)>, ServiceError> {
-    with_retry(RetryPolicy::default(), || issue_tokens_once(db, user_ids)).await
+    with_retry(RetryPolicy::reconnecting(), || {
+        issue_tokens_once(db, user_ids)
+    })
+    .await
 }
 
 async fn issue_tokens_once(
