@@ -48,6 +48,9 @@ async fn lock_inventory(db: &TestDb) -> anyhow::Result<DatabaseTransaction> {
 
 /// How many of the application's backends wait on a lock now.
 async fn app_backends_waiting(lock: &DatabaseTransaction) -> anyhow::Result<i64> {
+    // Activity is read from a snapshot kept for the rest of the transaction: drop it first.
+    lock.execute_unprepared("SELECT pg_stat_clear_snapshot()")
+        .await?;
     let row = lock
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
