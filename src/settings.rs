@@ -75,13 +75,25 @@ pub struct ServerSettings {
         value_parser = humantime::parse_duration,
     )]
     pub request_timeout: Duration,
+    /// The most requests served at once; one more is answered 503 with Retry-After at once
+    /// (load shedding) instead of queueing. /healthz is never shed.
+    #[arg(
+        long,
+        global = true,
+        env = "MAX_CONCURRENT_REQUESTS",
+        default_value_t = ServerSettings::default().max_concurrent_requests,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
+    pub max_concurrent_requests: u32,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
+        let api = api::ApiSettings::default();
         Self {
             listen_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
-            request_timeout: api::ApiSettings::default().request_timeout,
+            request_timeout: api.request_timeout,
+            max_concurrent_requests: u32::try_from(api.max_concurrent_requests).unwrap_or(u32::MAX),
         }
     }
 }
@@ -91,6 +103,8 @@ impl ServerSettings {
     pub fn api(&self) -> api::ApiSettings {
         api::ApiSettings {
             request_timeout: self.request_timeout,
+            max_concurrent_requests: usize::try_from(self.max_concurrent_requests)
+                .unwrap_or(usize::MAX),
         }
     }
 }
@@ -309,6 +323,7 @@ mod tests {
             "[default: text]",
             "[default: 200ms]",
             "[default: 127.0.0.1:8000]",
+            "[default: 256]",
         ] {
             assert!(help.contains(default), "{default} missing from:\n{help}");
         }

@@ -52,7 +52,11 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     // The lifecycle lines keep the crate's own target (`INFO mercado: …`) wherever they are
     // written from; the URL is shown redacted.
     tracing::info!(target: "mercado", database = %settings.database.url, "connecting");
-    let mut db = service::db::connect_with(&settings.database, sql_observe::count_rows).await?;
+    let mut db = service::db::connect_with(&settings.database, |options| {
+        sql_observe::count_rows(options);
+        service::db::cancel_abandoned_statements(options);
+    })
+    .await?;
     let observe =
         api::sql_scope::observe_config().with_slow_threshold(settings.log.sql_slow_threshold);
     sql_observe::install(&mut db, observe);
@@ -96,7 +100,8 @@ impl Application {
             .local_addr()
             .context("reading the address listened on")?;
         greet(&db, options.demo_data, address).await?;
-        let state = AppState::new(db.clone(), settings.server.api());
+        let health = service::health::DatabaseHealth::watch(&settings.database);
+        let state = AppState::new(db.clone(), settings.server.api()).with_health(health);
         let router = api::app_with_routes(state, routes);
         Ok(Application {
             listener,

@@ -105,8 +105,9 @@ async fn stopping_the_server_for_three_seconds_loses_nothing_and_mercado_recover
 )]
 async fn stopping_the_server_for_longer_than_the_acquire_timeout_loses_nothing_and_no_request_hangs()
 -> anyhow::Result<()> {
-    // Longer than Mercado's acquire timeout (5 s): requests that wait for a connection all
-    // through the outage fail; how long they wait is the figure to watch.
+    // Longer than Mercado's outage bound (its acquire timeout, 5 s): requests sent in the first
+    // 5 s wait for a connection and fail; once fresh connections have failed for 5 s, requests
+    // fail fast with 503 until the server is back. How long they wait is the figure to watch.
     let spec = Spec::new(
         MERCADO,
         "long_outage",

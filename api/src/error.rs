@@ -142,6 +142,14 @@ pub enum ApiError {
     },
     /// The request ran longer than the request timeout and was abandoned.
     Timeout,
+    /// More requests were in flight than the concurrency limit allows; this one was shed
+    /// without being started.
+    Overloaded,
+    /// The database has been unreachable for longer than the outage bound
+    /// ([`service::health`]); the request was answered at once without trying it.
+    DatabaseDown,
+    /// `/readyz`: the database did not answer a ping within the readiness bound.
+    NotReady,
 }
 
 impl From<ServiceError> for ApiError {
@@ -150,7 +158,7 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// How long a client should wait before retrying a 503, in seconds.
+/// How long a client should wait before retrying a 503, in seconds. Every 503 carries one.
 const RETRY_SOON: &str = "1";
 const RETRY_LATER: &str = "5";
 
@@ -202,6 +210,27 @@ impl ApiError {
                 ),
                 Some(RETRY_SOON),
             ),
+            ApiError::Overloaded => (
+                Problem::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The server is handling as many requests as it may; try again shortly.",
+                ),
+                Some(RETRY_SOON),
+            ),
+            ApiError::DatabaseDown => (
+                Problem::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The database is unreachable; try again later.",
+                ),
+                Some(RETRY_LATER),
+            ),
+            ApiError::NotReady => (
+                Problem::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The database does not answer; not ready.",
+                ),
+                Some(RETRY_SOON),
+            ),
         }
     }
 }
@@ -248,6 +277,31 @@ fn service_problem(error: &ServiceError) -> (Problem, Option<&'static str>) {
             ),
             Some(RETRY_LATER),
         ),
+        ServiceError::ConnectionLost(_) => (
+            Problem::new(
+                ErrorCode::ServiceUnavailable,
+                "The connection to the database was lost and could not be made again in time; \
+                 nothing was changed. Try again.",
+            ),
+            Some(RETRY_SOON),
+        ),
+        // The client must know this one from a plain failure: the change may have been made.
+        ServiceError::CommitOutcomeUnknown(_) => (
+            Problem::new(
+                ErrorCode::ServiceUnavailable,
+                "The connection to the database was lost while committing: the change may or may \
+                 not have been made. Check before trying again, or resend with an Idempotency-Key.",
+            ),
+            Some(RETRY_SOON),
+        ),
+        ServiceError::TimedOut { .. } => (
+            Problem::new(
+                ErrorCode::ServiceUnavailable,
+                "The database took too long and the statement was cancelled; nothing was \
+                 changed. Try again.",
+            ),
+            Some(RETRY_SOON),
+        ),
         ServiceError::Unexpected { .. } => problem(
             ErrorCode::Internal,
             "Something went wrong on our side; it has been logged.".to_owned(),
@@ -280,7 +334,22 @@ impl IntoResponse for ApiError {
             ) => {
                 tracing::warn!(error = %cause_chain(error), "database unavailable or contended");
             }
+            ApiError::Service(
+                error @ (ServiceError::ConnectionLost(_) | ServiceError::CommitOutcomeUnknown(_)),
+            ) => {
+                tracing::warn!(error = %cause_chain(error), "the database connection was lost");
+            }
+            ApiError::Service(error @ ServiceError::TimedOut { limit, .. }) => {
+                tracing::warn!(
+                    timeout = %limit,
+                    error = %cause_chain(error),
+                    "a statement ran past {limit} and was cancelled; the transaction rolled back"
+                );
+            }
             ApiError::Timeout => tracing::warn!("request timed out"),
+            ApiError::Overloaded => {
+                tracing::warn!("request shed: the concurrency limit is reached");
+            }
             _ => {}
         }
         let (problem, retry_after) = self.to_problem();
@@ -401,6 +470,24 @@ mod tests {
                 "unavailable",
             ),
             (
+                ServiceError::ConnectionLost(DbErr::Custom("57P01".into())),
+                ErrorCode::ServiceUnavailable,
+                "nothing was changed",
+            ),
+            (
+                ServiceError::CommitOutcomeUnknown(DbErr::Custom("broken pipe".into())),
+                ErrorCode::ServiceUnavailable,
+                "may or may not",
+            ),
+            (
+                ServiceError::TimedOut {
+                    limit: service::error::DbTimeout::Statement,
+                    source: DbErr::Custom("57014".into()),
+                },
+                ErrorCode::ServiceUnavailable,
+                "cancelled",
+            ),
+            (
                 ServiceError::Unexpected {
                     context: "loading the order",
                     source: "column total is NULL".into(),
@@ -497,6 +584,31 @@ mod tests {
             let (status, response, _) = respond(error.into()).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
             assert!(response.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_503_tells_the_client_when_to_retry() {
+        let mut errors: Vec<ApiError> = every_service_error()
+            .into_iter()
+            .map(|(error, _, _)| error.into())
+            .collect();
+        errors.extend([
+            ApiError::Timeout,
+            ApiError::Overloaded,
+            ApiError::DatabaseDown,
+            ApiError::NotReady,
+        ]);
+        for error in errors {
+            let shown = format!("{error:?}");
+            let (status, response, problem) = respond(error).await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(problem.code, ErrorCode::ServiceUnavailable, "{shown}");
+                assert!(
+                    response.headers().contains_key(header::RETRY_AFTER),
+                    "{shown}"
+                );
+            }
         }
     }
 

@@ -23,6 +23,7 @@ use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::{Extension, Router};
 use sea_orm::DatabaseConnection;
+use service::health::DatabaseHealth;
 use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -37,29 +38,45 @@ pub struct ApiSettings {
     /// A request still running after this long is abandoned and answered with 503; its
     /// transaction, if any, is dropped and so rolled back.
     pub request_timeout: Duration,
+    /// The most requests served at once (`/healthz` aside); one more is shed at once with 503
+    /// and `Retry-After` rather than queued. Below it, requests that need the database queue
+    /// for a connection, each for at most the pool's acquire timeout. The default, 256, is far
+    /// above what a pool of 10 connections serves at once, and far below what exhausts memory.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 256,
         }
     }
 }
 
-/// What every handler can reach: the pool, and the settings the application was built with.
+/// What every handler can reach: the pool, the database health guard, and the settings the
+/// application was built with.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Whether the database is reachable; while it is known not to be, requests fail fast.
+    pub health: DatabaseHealth,
     pub settings: Arc<ApiSettings>,
 }
 
 impl AppState {
+    /// The state over `db`, with no health guard (the database is never taken for down).
     pub fn new(db: DatabaseConnection, settings: ApiSettings) -> Self {
         Self {
             db,
+            health: DatabaseHealth::disabled(),
             settings: Arc::new(settings),
         }
+    }
+
+    /// The same state, guarded by `health` ([`DatabaseHealth::watch`] of the pool's settings).
+    pub fn with_health(self, health: DatabaseHealth) -> Self {
+        Self { health, ..self }
     }
 }
 
@@ -82,7 +99,7 @@ pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Route
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::route_not_found)
         .with_state(state.clone());
-    middleware::wrap(router, &state.settings)
+    middleware::wrap(router, &state.settings, state.health.clone())
 }
 
 /// The OpenAPI document of every route [`app`] serves, as served at `/openapi.json`.

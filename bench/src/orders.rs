@@ -45,6 +45,9 @@ fn kind(error: &ServiceError) -> String {
         ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
         ServiceError::Contended(_) => "contended",
         ServiceError::Unavailable(_) => "unavailable",
+        ServiceError::ConnectionLost(_) => "connection_lost",
+        ServiceError::CommitOutcomeUnknown(_) => "commit_outcome_unknown",
+        ServiceError::TimedOut { .. } => "timed_out",
         ServiceError::Unexpected { .. } => "unexpected",
     };
     kind.to_owned()

@@ -19,7 +19,7 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 /// The variables of Mercado's own that the suite sets; any of them inherited from the
 /// environment that runs the tests is removed first, so a developer's `.env`-style exports
 /// cannot change a test.
-const MERCADO_VARIABLES: [&str; 15] = [
+const MERCADO_VARIABLES: [&str; 16] = [
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
     "DATABASE_MIN_CONNECTIONS",
@@ -31,6 +31,7 @@ const MERCADO_VARIABLES: [&str; 15] = [
     "DATABASE_APPLICATION_NAME",
     "LISTEN_ADDR",
     "REQUEST_TIMEOUT",
+    "MAX_CONCURRENT_REQUESTS",
     "LOG_LEVEL",
     "LOG_FORMAT",
     "SQL_SLOW_THRESHOLD",

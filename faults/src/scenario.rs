@@ -23,8 +23,9 @@ pub const RECOVERY_LIMIT: Duration = Duration::from_secs(20);
 /// The application name of Mercado's pool (its default), whose backends the tests kill.
 pub const APP_NAME: &str = "mercado";
 
-/// The targets, recorded by every test and asserted only under `FAULTS_STRICT=1`
-/// (until Mercado retries transparently and fails fast, which is what they are for).
+/// The targets, recorded by every test and asserted under `FAULTS_STRICT=1`. Mercado
+/// meets them since it retries lost connections transparently and fails fast only past its
+/// outage bound; they stay opt-in so that a loaded CI machine records a miss rather than fails.
 pub mod targets {
     /// Failed reads allowed for backend kills and short outages.
     pub const FAILED_READS: u64 = 0;

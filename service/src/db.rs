@@ -281,6 +281,74 @@ pub fn reader(db: &DatabaseConnection) -> &DatabaseConnection {
     db
 }
 
+/// Commits `txn`, telling apart the two ways a lost connection can fail it. Every failure
+/// before this call changed nothing, so a [`ServiceError::ConnectionLost`] there may run again
+/// ([`crate::retry`]). A connection that breaks *here*, with COMMIT sent or on its way, leaves
+/// the outcome unknown — the server may have committed before the connection died — and is
+/// reported as [`ServiceError::CommitOutcomeUnknown`], which a write never retries blindly. Any
+/// other failure (a serialization failure at commit, say) is classified as usual.
+pub async fn commit(txn: DatabaseTransaction) -> Result<(), ServiceError> {
+    txn.commit()
+        .await
+        .map_err(|error| match ServiceError::from(error) {
+            ServiceError::ConnectionLost(error) => ServiceError::CommitOutcomeUnknown(error),
+            other => other,
+        })
+}
+
+/// How often PostgreSQL checks, while a statement runs, that its client is still there.
+pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// PostgreSQL: makes a statement whose caller went away stop instead of running on. A request
+/// that times out or whose client disconnects drops its future, and with it the transaction
+/// and the connection in the middle of a statement; sqlx then waits, in the background, for the
+/// statement to finish before giving the connection back — a statement blocked on a lock would
+/// keep its backend and its pool slot for as long as the lock is held. With this, a connection
+/// given back with bytes still unsent (the ROLLBACK that dropping a transaction queues) is
+/// closed instead — which also costs a reconnect after a write that failed and dropped its
+/// transaction — and each connection asks the server (PostgreSQL 14 and later) to check every
+/// [`CLIENT_CHECK_INTERVAL`] whether its client is still connected
+/// (`client_connection_check_interval`): the server then cancels the statement and rolls the
+/// transaction back. Nothing is ever committed by it: the COMMIT was never sent.
+pub fn cancel_abandoned_statements(options: &mut ConnectOptions) {
+    use sea_orm::sqlx::{self, Connection as _};
+    options.map_sqlx_postgres_pool_opts(|pool| {
+        pool.after_connect(|connection, _| {
+            Box::pin(async move {
+                if connection
+                    .server_version_num()
+                    .is_some_and(|v| v >= 140_000)
+                {
+                    let interval = format!(
+                        "SET client_connection_check_interval = {}",
+                        CLIENT_CHECK_INTERVAL.as_millis()
+                    );
+                    sqlx::Executor::execute(&mut *connection, sqlx::AssertSqlSafe(interval))
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                // Bytes still to send mean the transaction was dropped, not finished: its
+                // ROLLBACK is queued, and a statement may still run. Waiting for it could take
+                // as long as what blocks it; closing the connection ends it now.
+                if connection.should_flush() {
+                    Err(sqlx::Error::Protocol(
+                        "the connection was given back mid-transaction (its request was \
+                         abandoned, or it failed); closing it so that the server rolls back \
+                         at once"
+                            .to_owned(),
+                    ))
+                } else {
+                    Ok(true)
+                }
+            })
+        })
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,10 @@ use std::error::Error as StdError;
 
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
-/// Everything a business operation can fail with. Each variant but the last two is something
-/// the caller can act on; `Unavailable` and `Unexpected` are the system's fault.
+/// Everything a business operation can fail with. Each variant up to `IdempotencyKeyReused` is
+/// something the caller can act on; the rest are the system's fault: the database was
+/// contended, unreachable, lost the connection or ran past a timeout (all answered "try again"),
+/// or something nobody but an operator can act on (`Unexpected`).
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// Input that breaks a rule of the domain; `field` names the offending input.
@@ -46,9 +48,27 @@ pub enum ServiceError {
     /// deadlocks, a busy SQLite file) and the retries ran out.
     #[error("the database was too contended to complete the operation; try again")]
     Contended(#[source] DbErr),
-    /// The database cannot be reached, the pool has no free connection, or a statement timed out.
+    /// No connection could be had: the pool had none free within its acquire timeout (the
+    /// database is down, or every connection is busy), or the pool is closed.
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
+    /// The connection broke (the server shut down, crashed or killed the backend; the network
+    /// failed) before COMMIT was sent: nothing was applied, and the whole operation may run
+    /// again on a fresh connection ([`crate::retry`] does, within a time bound).
+    #[error("the connection to the database was lost")]
+    ConnectionLost(#[source] DbErr),
+    /// The connection broke while COMMIT was on its way: the transaction may or may not have
+    /// committed, and nobody can tell from here. A write is never run again blindly on this; a
+    /// read, or an order with an idempotency key, may be ([`crate::retry::with_retry_idempotent`]).
+    #[error("the connection to the database was lost during COMMIT; the outcome is unknown")]
+    CommitOutcomeUnknown(#[source] DbErr),
+    /// A statement ran past a timeout of the database's and was cancelled; nothing was applied.
+    #[error("{limit} elapsed; the statement was cancelled")]
+    TimedOut {
+        limit: DbTimeout,
+        #[source]
+        source: DbErr,
+    },
     /// A failure nobody can act on but an operator; `context` says what was being done.
     #[error("{context}")]
     Unexpected {
@@ -66,9 +86,54 @@ impl ServiceError {
         }
     }
 
-    /// Whether running the whole transaction again may succeed.
+    /// Whether running the whole transaction again soon may succeed, a bounded number of times:
+    /// the database aborted it to stay consistent, or SQLite's file stayed locked.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ServiceError::Contended(_))
+        matches!(
+            self,
+            ServiceError::Contended(_)
+                | ServiceError::TimedOut {
+                    limit: DbTimeout::SqliteBusy,
+                    ..
+                }
+        )
+    }
+
+    /// Whether the connection was lost before COMMIT, so that the operation is certain to have
+    /// changed nothing and may run again on a fresh connection.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, ServiceError::ConnectionLost(_))
+    }
+
+    /// Whether this says something about the database's reachability (a lost connection, no
+    /// connection to be had): what [`crate::health`] listens for.
+    pub fn is_connectivity(&self) -> bool {
+        matches!(
+            self,
+            ServiceError::Unavailable(_)
+                | ServiceError::ConnectionLost(_)
+                | ServiceError::CommitOutcomeUnknown(_)
+        )
+    }
+}
+
+/// Which of the database's timeouts cancelled a statement: named in the error and its log line,
+/// with the setting that controls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbTimeout {
+    /// PostgreSQL's `statement_timeout` (SQLSTATE 57014), set by `DATABASE_STATEMENT_TIMEOUT`.
+    Statement,
+    /// SQLite's busy timeout (`SQLITE_BUSY` once it has waited it out): another connection held
+    /// the write lock for that long.
+    SqliteBusy,
+}
+
+impl std::fmt::Display for DbTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbTimeout::Statement => "PostgreSQL's statement_timeout (DATABASE_STATEMENT_TIMEOUT)",
+            DbTimeout::SqliteBusy => "SQLite's busy timeout (another connection held the lock)",
+        })
     }
 }
 
@@ -79,7 +144,16 @@ impl From<DbErr> for ServiceError {
             DbFailure::SerializationFailure | DbFailure::Deadlock | DbFailure::Busy => {
                 ServiceError::Contended(error)
             }
-            DbFailure::Unavailable | DbFailure::QueryCanceled => ServiceError::Unavailable(error),
+            DbFailure::BusyTimeout => ServiceError::TimedOut {
+                limit: DbTimeout::SqliteBusy,
+                source: error,
+            },
+            DbFailure::QueryCanceled => ServiceError::TimedOut {
+                limit: DbTimeout::Statement,
+                source: error,
+            },
+            DbFailure::ConnectionLost => ServiceError::ConnectionLost(error),
+            DbFailure::Unavailable => ServiceError::Unavailable(error),
             _ => ServiceError::Unexpected {
                 context: "database error",
                 source: Box::new(error),
@@ -133,11 +207,18 @@ pub enum DbFailure {
     SerializationFailure,
     /// 40P01: two transactions waited on each other; one was chosen to fail.
     Deadlock,
-    /// SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED`: another connection held the file too long.
+    /// SQLite's `SQLITE_LOCKED` and the `SQLITE_BUSY` variants that do not wait (recovery, a
+    /// stale snapshot): another connection is in the way; run it again.
     Busy,
-    /// 57014: cancelled, usually by `statement_timeout`.
+    /// SQLite's plain `SQLITE_BUSY` (5): the busy handler waited out the busy timeout.
+    BusyTimeout,
+    /// 57014: cancelled, in Mercado by `statement_timeout` (nothing else cancels statements).
     QueryCanceled,
-    /// No connection: the server is down, unreachable, or the pool timed out.
+    /// An established connection broke: an I/O error, the driver's worker gone, the server
+    /// shutting down or crashing (57P01, 57P02, 57P03), or SQLSTATE class 08.
+    ConnectionLost,
+    /// No connection to be had: the pool timed out or is closed, TLS failed, or the server
+    /// refuses more connections (53300).
     Unavailable,
     Other,
 }
@@ -146,6 +227,11 @@ impl DbFailure {
     pub fn of(error: &DbErr) -> DbFailure {
         match error {
             DbErr::ConnectionAcquire(_) => DbFailure::Unavailable,
+            // Opening a connection failed: a broken one is lost, anything else unavailable.
+            DbErr::Conn(RuntimeErr::SqlxError(e)) => match classify_sqlx(e) {
+                DbFailure::ConnectionLost => DbFailure::ConnectionLost,
+                _ => DbFailure::Unavailable,
+            },
             DbErr::Conn(_) => DbFailure::Unavailable,
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
                 classify_sqlx(e)
@@ -188,11 +274,10 @@ impl DbFailure {
 fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
     let database = match error {
         sqlx::Error::Database(database) => database,
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => return DbFailure::Unavailable,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            return DbFailure::Unavailable;
+        }
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => return DbFailure::ConnectionLost,
         _ => return DbFailure::Other,
     };
     let code = database.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -209,10 +294,16 @@ fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
         "40001" => DbFailure::SerializationFailure,
         "40P01" => DbFailure::Deadlock,
         "57014" => DbFailure::QueryCanceled,
-        // PostgreSQL: shutting down, or too many connections.
-        "57P01" | "57P02" | "57P03" | "53300" => DbFailure::Unavailable,
-        // SQLite extended result codes: SQLITE_BUSY, SQLITE_LOCKED and their variants.
-        "5" | "6" | "261" | "262" | "517" => DbFailure::Busy,
+        // PostgreSQL: the backend was terminated (admin shutdown, pg_terminate_backend), the
+        // server crashed, or it cannot take connections now (starting or shutting down).
+        "57P01" | "57P02" | "57P03" => DbFailure::ConnectionLost,
+        // Class 08: connection exception.
+        code if code.starts_with("08") => DbFailure::ConnectionLost,
+        "53300" => DbFailure::Unavailable,
+        // SQLite extended result codes: SQLITE_BUSY after its busy timeout; SQLITE_LOCKED and
+        // the busy variants that do not wait.
+        "5" => DbFailure::BusyTimeout,
+        "6" | "261" | "262" | "517" => DbFailure::Busy,
         _ => match database.kind() {
             sqlx::error::ErrorKind::UniqueViolation => DbFailure::UniqueViolation { constraint },
             sqlx::error::ErrorKind::ForeignKeyViolation => {
@@ -265,6 +356,112 @@ mod tests {
             constraint: Some("users.username_canonical".into()),
         };
         assert!(!other.violates(&EMAIL));
+    }
+
+    /// A database error as a driver reports it: a SQLSTATE (or SQLite result code) and a message.
+    #[derive(Debug)]
+    struct Reported(&'static str);
+
+    impl std::fmt::Display for Reported {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl StdError for Reported {}
+
+    impl sqlx::error::DatabaseError for Reported {
+        fn message(&self) -> &str {
+            "reported"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn query_error(error: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(error)))
+    }
+
+    fn with_code(code: &'static str) -> DbErr {
+        query_error(sqlx::Error::Database(Box::new(Reported(code))))
+    }
+
+    #[test]
+    fn a_broken_connection_is_lost_not_unavailable() {
+        let broken = [
+            query_error(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            query_error(sqlx::Error::WorkerCrashed),
+            // Terminated by an administrator, a crash of the server, a server that cannot take
+            // connections now, and class 08.
+            with_code("57P01"),
+            with_code("57P02"),
+            with_code("57P03"),
+            with_code("08006"),
+        ];
+        for error in broken {
+            assert_eq!(DbFailure::of(&error), DbFailure::ConnectionLost, "{error}");
+            assert!(ServiceError::from(error).is_connection_lost());
+        }
+    }
+
+    #[test]
+    fn no_connection_to_be_had_is_unavailable_and_not_retried_as_a_lost_one() {
+        for error in [
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::ConnectionClosed),
+            with_code("53300"),
+        ] {
+            let shown = error.to_string();
+            let error = ServiceError::from(error);
+            assert!(matches!(error, ServiceError::Unavailable(_)), "{shown}");
+            assert!(
+                !error.is_connection_lost() && !error.is_retryable(),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_statement_timeout_and_a_sqlite_busy_timeout_are_timeouts_that_name_themselves() {
+        let statement = ServiceError::from(with_code("57014"));
+        assert!(matches!(
+            statement,
+            ServiceError::TimedOut {
+                limit: DbTimeout::Statement,
+                ..
+            }
+        ));
+        assert!(
+            statement.to_string().contains("statement_timeout"),
+            "{statement}"
+        );
+        assert!(!statement.is_retryable());
+
+        let busy = ServiceError::from(with_code("5"));
+        assert!(busy.to_string().contains("busy timeout"), "{busy}");
+        assert!(
+            busy.is_retryable(),
+            "SQLite's lock may be free the next time"
+        );
+        assert!(matches!(
+            ServiceError::from(with_code("517")),
+            ServiceError::Contended(_)
+        ));
     }
 
     #[test]

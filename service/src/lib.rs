@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod export;
+pub mod health;
 pub mod ops;
 pub mod repo;
 pub mod retry;

@@ -1,6 +1,6 @@
 //! What operators and tools call: liveness, readiness and the OpenAPI document.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Extension,
@@ -38,16 +38,35 @@ pub(crate) async fn healthz() -> Json<Status> {
     Json(Status::ok())
 }
 
-/// Readiness: 200 when the database answers, else 503 `service_unavailable`.
+/// How long `/readyz` waits for the database to answer its ping.
+pub(crate) const READINESS_BOUND: Duration = Duration::from_secs(1);
+
+/// Readiness: 200 when the database answers, else 503 `service_unavailable` with
+/// `Retry-After`. It answers within about a second: at once while the database is known to be
+/// down, else after a ping bounded by one second (a pool with no connection free within it
+/// counts as not ready, too). It becomes ready again by itself once the database answers.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
+    // The 503 is added to every path by `openapi::finish`.
     responses((status = 200, description = "The database answers.", body = Status)),
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    service::db::ping(&state.db).await?;
-    Ok(Json(Status::ok()))
+    if state.health.is_down() {
+        return Err(ApiError::DatabaseDown);
+    }
+    match tokio::time::timeout(READINESS_BOUND, service::db::ping(&state.db)).await {
+        Ok(Ok(())) => Ok(Json(Status::ok())),
+        Ok(Err(error)) => {
+            state.health.report_trouble();
+            Err(error.into())
+        }
+        Err(_) => {
+            state.health.report_trouble();
+            Err(ApiError::NotReady)
+        }
+    }
 }
 
 /// This document: the OpenAPI 3.1 description of every route.

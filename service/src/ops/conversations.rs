@@ -13,13 +13,14 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write},
+    db::{begin_read, begin_write, commit},
     domain::{
         chat::{self, Conversation, Message, NewConversation},
         users::UserSummary,
     },
     error::DbFailure,
     repo::{self, conversations::ConversationSet},
+    retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
 /// The most people one conversation may start with, the creator included. It keeps the
@@ -55,23 +56,36 @@ pub async fn create_conversation(
         ));
     }
 
+    with_retry(RetryPolicy::reconnecting(), || {
+        create_once(db, creator_id, &new.title, new.product_id, &participant_ids)
+    })
+    .await
+}
+
+async fn create_once(
+    db: &DatabaseConnection,
+    creator_id: i64,
+    title: &chat::Title,
+    product_id: Option<i64>,
+    participant_ids: &[i64],
+) -> Result<Conversation, ServiceError> {
     let txn = begin_write(db).await?;
     let now = chat::now();
     let conversation = repo::conversations::insert(
         &txn,
-        new.title.into_inner(),
-        new.product_id,
+        title.clone().into_inner(),
+        product_id,
         creator_id,
         now,
     )
     .await
     .map_err(|error| conversation_insert_error(error, creator_id))?;
-    repo::conversations::add_participants(&txn, conversation.id, &participant_ids, now)
+    repo::conversations::add_participants(&txn, conversation.id, participant_ids, now)
         .await
         .map_err(|error| not_found_on_foreign_key(error, "user"))?;
     let participants =
         repo::conversations::participants_of(&txn, ConversationSet::One(conversation.id)).await?;
-    txn.commit().await?;
+    commit(txn).await?;
 
     Ok(assemble(conversation, summaries(&participants), None))
 }
@@ -107,16 +121,23 @@ pub async fn list_conversations(
     db: &DatabaseConnection,
     user_id: i64,
 ) -> Result<Vec<Conversation>, ServiceError> {
+    with_retry_idempotent(RetryPolicy::default(), || list_once(db, user_id)).await
+}
+
+async fn list_once(
+    db: &DatabaseConnection,
+    user_id: i64,
+) -> Result<Vec<Conversation>, ServiceError> {
     let set = ConversationSet::OfParticipant(user_id);
     let txn = begin_read(db).await?;
     let conversations = repo::conversations::find_all(&txn, set).await?;
     if conversations.is_empty() {
-        txn.commit().await?;
+        commit(txn).await?;
         return Ok(Vec::new());
     }
     let participants = repo::conversations::participants_of(&txn, set).await?;
     let newest = repo::messages::newest_of(&txn, set).await?;
-    txn.commit().await?;
+    commit(txn).await?;
 
     let mut participants = group_participants(participants);
     let mut newest: HashMap<i64, Message> = newest
@@ -157,6 +178,17 @@ pub async fn get_conversation(
     user_id: i64,
     conversation_id: i64,
 ) -> Result<Conversation, ServiceError> {
+    with_retry_idempotent(RetryPolicy::default(), || {
+        get_once(db, user_id, conversation_id)
+    })
+    .await
+}
+
+async fn get_once(
+    db: &DatabaseConnection,
+    user_id: i64,
+    conversation_id: i64,
+) -> Result<Conversation, ServiceError> {
     let txn = begin_read(db).await?;
     let conversation = repo::conversations::find_for_participant(&txn, conversation_id, user_id)
         .await?
@@ -169,7 +201,7 @@ pub async fn get_conversation(
         .await?
         .into_iter()
         .next();
-    txn.commit().await?;
+    commit(txn).await?;
     Ok(assemble(
         conversation,
         summaries(&participants),

@@ -9,9 +9,10 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write},
+    db::{begin_read, begin_write, commit},
     domain::chat::{self, Message, MessageLimit, MessagePage, NewMessage},
     repo,
+    retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
 const CONVERSATION_NOT_FOUND: ServiceError = ServiceError::NotFound {
@@ -37,6 +38,18 @@ pub async fn post_message(
     conversation_id: i64,
     new: NewMessage,
 ) -> Result<Message, ServiceError> {
+    with_retry(RetryPolicy::reconnecting(), || {
+        post_once(db, sender_id, conversation_id, &new)
+    })
+    .await
+}
+
+async fn post_once(
+    db: &DatabaseConnection,
+    sender_id: i64,
+    conversation_id: i64,
+    new: &NewMessage,
+) -> Result<Message, ServiceError> {
     let txn = begin_write(db).await?;
     let sender = repo::conversations::find_participant(&txn, conversation_id, sender_id)
         .await?
@@ -53,12 +66,12 @@ pub async fn post_message(
         &txn,
         conversation_id,
         sender_id,
-        new.body.into_inner(),
+        new.body.clone().into_inner(),
         new.reply_to_id,
         chat::now(),
     )
     .await?;
-    txn.commit().await?;
+    commit(txn).await?;
     Ok(Message::from_parts(message, &sender))
 }
 
@@ -84,12 +97,25 @@ pub async fn list_messages(
     limit: MessageLimit,
     before: Option<i64>,
 ) -> Result<MessagePage, ServiceError> {
+    with_retry_idempotent(RetryPolicy::default(), || {
+        page_once(db, user_id, conversation_id, limit, before)
+    })
+    .await
+}
+
+async fn page_once(
+    db: &DatabaseConnection,
+    user_id: i64,
+    conversation_id: i64,
+    limit: MessageLimit,
+    before: Option<i64>,
+) -> Result<MessagePage, ServiceError> {
     let txn = begin_read(db).await?;
     if !repo::conversations::is_participant(&txn, conversation_id, user_id).await? {
         return Err(CONVERSATION_NOT_FOUND);
     }
     let mut rows = repo::messages::page(&txn, conversation_id, before, limit.get() + 1).await?;
-    txn.commit().await?;
+    commit(txn).await?;
     let older_exists = rows.len() as u64 > limit.get();
     rows.truncate(limit.get() as usize);
     let messages: Vec<Message> = rows

@@ -3,12 +3,19 @@
 //! to reach the database; no caller opens a transaction for it:
 //!
 //! * a **write** opens [`crate::db::begin_write`] inside [`crate::retry::with_retry`], sends
-//!   every statement (its reads included) in it and commits once: all or nothing;
+//!   every statement (its reads included) in it and commits once, through
+//!   [`crate::db::commit`], which tells a connection lost during COMMIT (outcome unknown, never
+//!   retried blindly) from one lost before it (retried): all or nothing. An order with an
+//!   idempotency key runs in [`crate::retry::with_retry_idempotent`] instead, since running it
+//!   again finds its own committed order;
 //! * a **read of several statements** opens one [`crate::db::begin_read`] transaction
 //!   (read-only, REPEATABLE READ), so that its statements see one snapshot;
 //! * a **read of one statement** runs on [`crate::db::reader`], with no transaction: a single
 //!   statement is its own snapshot, and `BEGIN`/`COMMIT` around it would cost two round trips
 //!   for nothing.
+//!
+//! Reads run inside [`crate::retry::with_retry_idempotent`]: a read whose connection is lost,
+//! even during its COMMIT, simply runs again.
 //!
 //! So a read-only operation reaches the database through `begin_read` or `reader` and nothing
 //! else: `grep` for them lists every read, and where reads run is decided in [`crate::db`].

@@ -24,14 +24,14 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write},
+    db::{begin_read, begin_write, commit},
     domain::{
         money::Money,
         orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder},
     },
     error::DbFailure,
     repo::{self, accounts::BalanceChange, orders::ItemRow},
-    retry::{RetryPolicy, with_retry},
+    retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
 /// Places an order for `buyer_id`, all or nothing. Unknown product → `NotFound`; not enough
@@ -53,10 +53,14 @@ pub async fn place_order(
     buyer_id: i64,
     request: PlaceOrder,
 ) -> Result<Order, ServiceError> {
-    with_retry(RetryPolicy::default(), || {
-        place_once(db, buyer_id, &request)
-    })
-    .await
+    // With a key, running it again is safe even when a COMMIT's outcome is unknown: the next
+    // run finds the committed order by its key and answers with it. Without one, it is not.
+    let attempt = || place_once(db, buyer_id, &request);
+    if request.idempotency_key.is_some() {
+        with_retry_idempotent(RetryPolicy::default(), attempt).await
+    } else {
+        with_retry(RetryPolicy::reconnecting(), attempt).await
+    }
 }
 
 /// A line of the request, priced from its product.
@@ -134,7 +138,7 @@ async fn place_once(
         .map(|line| (line.product_id, line.quantity, line.unit_price))
         .collect();
     repo::orders::insert_items(&txn, order_id, &items).await?;
-    txn.commit().await?;
+    commit(txn).await?;
 
     tracing::info!(order_id, buyer_id, %total, "placed an order");
     Ok(Order {
@@ -227,7 +231,7 @@ pub async fn cancel_order(
     buyer_id: i64,
     order_id: i64,
 ) -> Result<Order, ServiceError> {
-    with_retry(RetryPolicy::default(), || {
+    with_retry(RetryPolicy::reconnecting(), || {
         cancel_once(db, buyer_id, order_id)
     })
     .await
@@ -294,7 +298,7 @@ async fn cancel_once(
     }
 
     let cancelled = order_from(order, items)?;
-    txn.commit().await?;
+    commit(txn).await?;
     tracing::info!(order_id, buyer_id, "cancelled an order");
     Ok(cancelled)
 }
@@ -307,12 +311,20 @@ pub async fn get_order(
     buyer_id: i64,
     order_id: i64,
 ) -> Result<Order, ServiceError> {
+    with_retry_idempotent(RetryPolicy::default(), || get_once(db, buyer_id, order_id)).await
+}
+
+async fn get_once(
+    db: &DatabaseConnection,
+    buyer_id: i64,
+    order_id: i64,
+) -> Result<Order, ServiceError> {
     let txn = begin_read(db).await?;
     let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
         .await?
         .ok_or(ServiceError::NotFound { resource: "order" })?;
     let order = load_order(&txn, order).await?;
-    txn.commit().await?;
+    commit(txn).await?;
     Ok(order)
 }
 
@@ -324,10 +336,14 @@ pub async fn list_orders(
     db: &DatabaseConnection,
     buyer_id: i64,
 ) -> Result<Vec<Order>, ServiceError> {
+    with_retry_idempotent(RetryPolicy::default(), || list_once(db, buyer_id)).await
+}
+
+async fn list_once(db: &DatabaseConnection, buyer_id: i64) -> Result<Vec<Order>, ServiceError> {
     let txn = begin_read(db).await?;
     let orders = repo::orders::list_for_buyer(&txn, buyer_id).await?;
     let items = repo::orders::items_of_buyer(&txn, buyer_id).await?;
-    txn.commit().await?;
+    commit(txn).await?;
     let mut items_by_order: HashMap<i64, Vec<ItemRow>> = HashMap::new();
     for item in items {
         items_by_order.entry(item.order_id).or_default().push(item);

@@ -4,14 +4,14 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, reader},
+    db::{begin_read, begin_write, commit, reader},
     domain::{
         money::Money,
         products::{NewProduct, Product, ProductPage, ProductQuery},
     },
     error::DbFailure,
     repo::{self, products::ProductRow},
-    retry::{RetryPolicy, with_retry},
+    retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
 /// Creates a product sold by `seller_id`, with its initial stock, all or nothing. A SKU already
@@ -27,7 +27,10 @@ pub async fn create_product(
     new: NewProduct,
 ) -> Result<Product, ServiceError> {
     new.price.ensure_price()?;
-    with_retry(RetryPolicy::default(), || create_once(db, seller_id, &new)).await
+    with_retry(RetryPolicy::reconnecting(), || {
+        create_once(db, seller_id, &new)
+    })
+    .await
 }
 
 async fn create_once(
@@ -40,7 +43,7 @@ async fn create_once(
     let id = repo::products::insert(&txn, seller_id, new, now)
         .await
         .map_err(sku_taken_or_unexpected)?;
-    txn.commit().await?;
+    commit(txn).await?;
 
     tracing::info!(product_id = id, seller_id, "created a product");
     Ok(Product {
@@ -66,11 +69,13 @@ fn sku_taken_or_unexpected(error: DbErr) -> ServiceError {
 /// One product with its stock, in one statement (a join).
 #[tracing::instrument(level = "info", skip_all, fields(product_id = id))]
 pub async fn get_product(db: &DatabaseConnection, id: i64) -> Result<Product, ServiceError> {
-    let row = repo::products::find_with_stock(reader(db), id)
-        .await?
-        .ok_or(ServiceError::NotFound {
-            resource: "product",
-        })?;
+    let row = with_retry_idempotent(RetryPolicy::default(), || async move {
+        Ok(repo::products::find_with_stock(reader(db), id).await?)
+    })
+    .await?
+    .ok_or(ServiceError::NotFound {
+        resource: "product",
+    })?;
     product_from_row(row)
 }
 
@@ -89,6 +94,13 @@ pub async fn search_products(
     query: ProductQuery,
 ) -> Result<ProductPage, ServiceError> {
     query.validate()?;
+    with_retry_idempotent(RetryPolicy::default(), || search_once(db, &query)).await
+}
+
+async fn search_once(
+    db: &DatabaseConnection,
+    query: &ProductQuery,
+) -> Result<ProductPage, ServiceError> {
     let txn = begin_read(db).await?;
     let search = repo::products::Search {
         name_contains: query.q.as_deref(),
@@ -99,7 +111,7 @@ pub async fn search_products(
     };
     let rows = repo::products::search(&txn, &search).await?;
     let total = repo::products::count(&txn, search.name_contains).await?;
-    txn.commit().await?;
+    commit(txn).await?;
     let products = rows
         .into_iter()
         .map(product_from_row)

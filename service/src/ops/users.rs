@@ -7,14 +7,14 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     ServiceError,
-    db::{begin_write, reader},
+    db::{begin_write, commit, reader},
     domain::{
         money::Money,
         users::{NewUser, Profile, Registered, User},
     },
     error::DbFailure,
     repo,
-    retry::{RetryPolicy, with_retry},
+    retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
 /// Random bytes in a token: 256 bits, beyond guessing.
@@ -26,7 +26,7 @@ const TOKEN_BYTES: usize = 32;
 // The request holds an email address: personal data stays out of the span.
 #[tracing::instrument(level = "info", skip_all)]
 pub async fn register(db: &DatabaseConnection, new: NewUser) -> Result<Registered, ServiceError> {
-    with_retry(RetryPolicy::default(), || register_once(db, &new)).await
+    with_retry(RetryPolicy::reconnecting(), || register_once(db, &new)).await
 }
 
 async fn register_once(db: &DatabaseConnection, new: &NewUser) -> Result<Registered, ServiceError> {
@@ -43,7 +43,7 @@ async fn register_once(db: &DatabaseConnection, new: &NewUser) -> Result<Registe
         .map_err(taken_or_unexpected)?;
     repo::accounts::open(&txn, user.id, now).await?;
     repo::users::insert_token_hash(&txn, user.id, &token_hash(&token), now).await?;
-    txn.commit().await?;
+    commit(txn).await?;
 
     tracing::info!(user_id = user.id, "registered a user");
     Ok(Registered {
@@ -80,7 +80,10 @@ pub async fn issue_tokens(
     db: &DatabaseConnection,
     user_ids: &[i64],
 ) -> Result<Vec<(i64, String)>, ServiceError> {
-    with_retry(RetryPolicy::default(), || issue_tokens_once(db, user_ids)).await
+    with_retry(RetryPolicy::reconnecting(), || {
+        issue_tokens_once(db, user_ids)
+    })
+    .await
 }
 
 async fn issue_tokens_once(
@@ -95,7 +98,7 @@ async fn issue_tokens_once(
         .collect();
     let txn = begin_write(db).await?;
     crate::bulk::insert_chunked(&txn, rows).await?;
-    txn.commit().await?;
+    commit(txn).await?;
     Ok(issued)
 }
 
@@ -111,27 +114,34 @@ pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<User, 
     if token.is_empty() {
         return Err(ServiceError::Unauthenticated);
     }
-    repo::users::find_by_token_hash(reader(db), &token_hash(token))
-        .await?
-        .map(User::from)
-        .ok_or(ServiceError::Unauthenticated)
+    let hash = token_hash(token);
+    with_retry_idempotent(RetryPolicy::default(), || async {
+        Ok(repo::users::find_by_token_hash(reader(db), &hash).await?)
+    })
+    .await?
+    .map(User::from)
+    .ok_or(ServiceError::Unauthenticated)
 }
 
 /// Any user, by id. One statement.
 #[tracing::instrument(level = "info", skip_all, fields(user_id = id))]
 pub async fn get_user(db: &DatabaseConnection, id: i64) -> Result<User, ServiceError> {
-    repo::users::find(reader(db), id)
-        .await?
-        .map(User::from)
-        .ok_or(ServiceError::NotFound { resource: "user" })
+    with_retry_idempotent(RetryPolicy::default(), || async move {
+        Ok(repo::users::find(reader(db), id).await?)
+    })
+    .await?
+    .map(User::from)
+    .ok_or(ServiceError::NotFound { resource: "user" })
 }
 
 /// The user and their balance, in one statement.
 #[tracing::instrument(level = "info", skip_all, fields(user_id = user_id))]
 pub async fn profile(db: &DatabaseConnection, user_id: i64) -> Result<Profile, ServiceError> {
-    let (user, account) = repo::users::find_with_account(reader(db), user_id)
-        .await?
-        .ok_or(ServiceError::NotFound { resource: "user" })?;
+    let (user, account) = with_retry_idempotent(RetryPolicy::default(), || async move {
+        Ok(repo::users::find_with_account(reader(db), user_id).await?)
+    })
+    .await?
+    .ok_or(ServiceError::NotFound { resource: "user" })?;
     let balance = match account {
         Some(account) => Money::from_stored(account.balance)?,
         None => Money::ZERO,
@@ -146,7 +156,10 @@ pub async fn profile(db: &DatabaseConnection, user_id: i64) -> Result<Profile, S
 /// One statement.
 #[tracing::instrument(level = "info", skip_all)]
 pub async fn any_user_exists(db: &DatabaseConnection) -> Result<bool, ServiceError> {
-    Ok(repo::users::any_exists(reader(db)).await?)
+    with_retry_idempotent(RetryPolicy::default(), || async move {
+        Ok(repo::users::any_exists(reader(db)).await?)
+    })
+    .await
 }
 
 #[cfg(test)]
