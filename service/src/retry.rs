@@ -18,8 +18,9 @@
 //!
 //! A connection lost *during* COMMIT ([`ServiceError::CommitOutcomeUnknown`]) is different: the
 //! transaction may have committed. [`with_retry`], for writes, never runs it again;
-//! [`with_retry_idempotent`] does, for operations that are safe to repeat — reads, and an order
-//! placed with an idempotency key, whose second run finds the order the first one committed.
+//! [`with_retry_idempotent`] does, for operations that are safe to repeat — reads, and an order,
+//! deposit or transfer with an idempotency key, whose second run finds the row the first one
+//! committed.
 //!
 //! Between attempts the loop sleeps with exponential backoff and "full jitter" (a random delay
 //! between zero and the backoff ceiling), which spreads out the transactions that collided so

@@ -24,14 +24,14 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
-    db::begin_write,
+    db::{begin_write, commit},
     domain::{
         money::{Money, Transfer},
         orders::IdempotencyKey,
     },
     error::DbFailure,
     repo,
-    retry::{RetryPolicy, with_retry},
+    retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
 /// Adds `amount` (more than 0, at most 1000000.00) to the user's balance and records the
@@ -52,10 +52,14 @@ pub async fn deposit(
 ) -> Result<Money, ServiceError> {
     let amount = amount.ensure_amount()?;
     let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
-    with_retry(RetryPolicy::default(), || {
-        deposit_once(db, user_id, amount, key)
-    })
-    .await
+    // With a key, running it again is safe even when a COMMIT's outcome is unknown: the next
+    // run finds the committed deposit by its key and answers with it. Without one, it is not.
+    let attempt = || deposit_once(db, user_id, amount, key);
+    if key.is_some() {
+        with_retry_idempotent(RetryPolicy::default(), attempt).await
+    } else {
+        with_retry(RetryPolicy::reconnecting(), attempt).await
+    }
 }
 
 async fn deposit_once(
@@ -89,7 +93,7 @@ async fn deposit_once(
         }
         Err(error) => return Err(error.into()),
     };
-    txn.commit().await?;
+    commit(txn).await?;
 
     tracing::info!(deposit_id, user_id, %amount, "deposited money");
     Ok(balance)
@@ -162,7 +166,13 @@ pub async fn transfer(
         amount,
         key: idempotency_key.as_ref().map(IdempotencyKey::as_str),
     };
-    with_retry(RetryPolicy::default(), || transfer_once(db, &request)).await
+    // As for deposits: only a key makes a transfer whose COMMIT went unanswered safe to rerun.
+    let attempt = || transfer_once(db, &request);
+    if request.key.is_some() {
+        with_retry_idempotent(RetryPolicy::default(), attempt).await
+    } else {
+        with_retry(RetryPolicy::reconnecting(), attempt).await
+    }
 }
 
 /// What a transfer was asked to do.
@@ -234,7 +244,7 @@ async fn transfer_once(
 
     let sender_balance = balance_of(&txn, from_user_id).await?;
     repo::transfers::record_sender_balance(&txn, id, sender_balance).await?;
-    txn.commit().await?;
+    commit(txn).await?;
 
     tracing::info!(transfer_id = id, from_user_id, to_user_id, %amount, "transferred money");
     Ok(Transfer {
