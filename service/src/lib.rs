@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod export;
 pub mod ops;
+pub mod pools;
 pub mod repo;
 pub mod retry;
 
