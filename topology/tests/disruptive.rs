@@ -1,0 +1,218 @@
+//! The tests that break a component of the running topology on purpose — an API process
+//! SIGKILLed mid-load, the replica stopped — and bring it back with `scripts/cluster up`
+//! afterwards (`TOPOLOGY_CLUSTER_SCRIPT`). `scripts/topology-test` runs this binary alone and
+//! with one test thread, after the others: the SIGKILL test empties the database first, because
+//! its invariants (from the fault suite, `mercado-faults`) account for every row stored.
+//!
+//! Ignored without a cluster: `scripts/topology-test` runs them.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use mercado_faults::{
+    invariants,
+    load::{Fixture, LoadHandle, LoadPlan, Outcome, resend_failed_orders},
+};
+use mercado_topology::{APPS, Api, Topology, unique};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Every table of the application's schema, emptied (the migrations' own table kept).
+async fn empty_the_database(topology: &Topology) -> anyhow::Result<()> {
+    let mut db = topology.primary().await?;
+    // one static statement: the table names come from the catalogue, quoted by format('%I')
+    sqlx::raw_sql(
+        "DO $$ BEGIN EXECUTE (SELECT 'TRUNCATE ' || string_agg(format('%I', tablename), ', ') \
+         || ' RESTART IDENTITY CASCADE' FROM pg_tables \
+         WHERE schemaname = 'public' AND tablename <> 'seaql_migrations'); END $$",
+    )
+    .execute(&mut db)
+    .await
+    .context("emptying the database")?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the scripts/cluster topology; scripts/topology-test runs it (alone, it empties the database)"]
+async fn a_sigkilled_api_process_mid_load_is_routed_around_and_no_acknowledged_write_is_lost()
+-> anyhow::Result<()> {
+    let topology = Topology::from_env()?;
+    empty_the_database(&topology).await?;
+    let fixture = Fixture::arrange(&topology.balancer_url(), 8).await?;
+    let victim = 2;
+    let pid = topology.app_pid(victim)?;
+
+    let plan = LoadPlan::new(Duration::from_secs(10));
+    let load = LoadHandle::start(plan, &fixture, 7)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed_at = load.now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -KILL {pid} failed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rotation = topology.in_rotation().await?;
+    let mut result = load.finish().await?;
+
+    // HAProxy answers 502 when the process it sent a request to dies before answering: the
+    // request may have been applied, so it counts as unanswered (Lost), not as refused.
+    let mut bad_gateway = 0;
+    for record in &mut result.records {
+        if record.status == Some(502) {
+            bad_gateway += 1;
+            record.status = None;
+            record.not_delivered = false;
+            record.error = Some("502 from HAProxy: the process died mid-request".to_owned());
+        }
+    }
+    let resends = resend_failed_orders(&result.records, &fixture).await?;
+    let mut db = topology.primary().await?;
+    let checks = invariants::check(&mut db, &fixture, &result.records, &resends).await?;
+
+    let total = result.records.len();
+    let acked = result.records.iter().filter(|r| r.acked()).count();
+    let lost = result
+        .records
+        .iter()
+        .filter(|r| r.outcome() == Outcome::Lost)
+        .count();
+    // after the balancer noticed (checks every 500 ms, down after 2 failures; 1.5 s of margin)
+    let settled = killed_at + Duration::from_millis(1_500);
+    let after: Vec<_> = result
+        .records
+        .iter()
+        .filter(|r| r.start >= settled)
+        .collect();
+    let failed_after = after
+        .iter()
+        .filter(|r| r.status.is_none_or(|s| s >= 500))
+        .count();
+
+    println!(
+        "SIGKILL of mercado-{victim} (pid {pid}) at {:.1} s of a 10 s load of 8 clients: {total} requests, \
+         {acked} acknowledged, {lost} unanswered ({bad_gateway} × 502); {} sent after the balancer settled, \
+         {failed_after} of them failed; {} orders resent; in rotation after: {rotation:?}",
+        killed_at.as_secs_f64(),
+        after.len(),
+        resends.len()
+    );
+    for check in &checks {
+        println!(
+            "  {} {}: {}",
+            if check.passed { "ok  " } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+    }
+    let heal = topology.heal().await;
+    ensure!(
+        checks.iter().all(|c| c.passed),
+        "an invariant does not hold"
+    );
+    ensure!(
+        !rotation.contains(&format!("mercado-{victim}")) && rotation.len() == usize::from(APPS) - 1,
+        "HAProxy still routes to the killed process: {rotation:?}"
+    );
+    ensure!(!after.is_empty(), "no request after the kill");
+    ensure!(
+        failed_after == 0,
+        "{failed_after} of {} requests failed after the balancer had routed around the killed process",
+        after.len()
+    );
+    heal?;
+    Ok(())
+}
+
+fn replica_dir(topology: &Topology) -> std::path::PathBuf {
+    topology.cluster_dir.join("replica")
+}
+
+fn as_postgres(program: &std::path::Path) -> std::process::Command {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command.current_dir("/");
+        command
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the scripts/cluster topology; scripts/topology-test runs it (alone, it stops the replica)"]
+async fn with_the_replica_stopped_reads_still_succeed_from_the_primary() -> anyhow::Result<()> {
+    let topology = Topology::from_env()?;
+    let api = Api::new(topology.balancer_url())?;
+    let seller = api.register(&unique("seller")).await?;
+    let product = api.product(&seller, &unique("NOREPLICA"), "2", 5).await?;
+
+    let stopped = as_postgres(&mercado_topology::pg_bin("pg_ctl"))
+        .arg("-D")
+        .arg(replica_dir(&topology))
+        .args(["-m", "fast", "-w", "stop"])
+        .status()?;
+    ensure!(stopped.success(), "pg_ctl stop of the replica failed");
+
+    // the background check notices within its interval and timeout (0.5 s + 1 s)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut ok = 0;
+    let mut failures = Vec::new();
+    for n in 0..60 {
+        // no x-read-after-lsn: a fresh client, which would read the replica if it were up
+        let fresh = Api::new(topology.balancer_url())?;
+        let path = if n % 2 == 0 {
+            format!("/products/{product}")
+        } else {
+            format!("/users/{}", seller.id)
+        };
+        let answer = fresh.send(fresh.get(&path, "")).await?;
+        if answer.status == StatusCode::OK {
+            ok += 1;
+        } else {
+            failures.push((answer.status, answer.body));
+        }
+    }
+    // a write's answer still carries an LSN, and the read after it still sees it
+    let order_stock = api
+        .send(api.post(
+            "/products",
+            &seller.token,
+            &json!({"sku": unique("AFTER"), "name": "After the replica", "price": "1", "stock": 3}),
+        ))
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let id = order_stock["id"].as_i64().context("a product id")?;
+    let read_back = api.send(api.get(&format!("/products/{id}"), "")).await?;
+
+    let logs = (1..=APPS)
+        .map(|n| {
+            std::fs::read_to_string(topology.cluster_dir.join(format!("logs/mercado-{n}.log")))
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>();
+    let warned = logs
+        .iter()
+        .filter(|log| log.contains("reads go to the primary"))
+        .count();
+    println!(
+        "replica stopped: {ok} of 60 reads answered 200 (from the primary); a write read back at once: {}; \
+         {warned} of {APPS} processes logged the fallback at WARN",
+        read_back.status
+    );
+    let heal = topology.heal().await;
+    ensure!(ok == 60, "reads failed with the replica down: {failures:?}");
+    ensure!(read_back.status == StatusCode::OK);
+    ensure!(
+        warned == usize::from(APPS),
+        "not every process logged the fallback"
+    );
+    heal?;
+    Ok(())
+}
