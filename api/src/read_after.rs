@@ -76,3 +76,64 @@ pub(crate) async fn stamp(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        Router,
+        http::{Request, StatusCode},
+        routing::post,
+    };
+    use sea_orm::DatabaseConnection;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ApiSettings;
+
+    async fn read_after(header: Option<&str>) -> Result<ReadAfter, ApiError> {
+        let mut request = Request::get("/");
+        if let Some(value) = header {
+            request = request.header(READ_AFTER_LSN, value);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        ReadAfter::from_request_parts(&mut parts, &()).await
+    }
+
+    #[tokio::test]
+    async fn a_read_without_the_header_names_no_lsn() {
+        assert!(read_after(None).await.unwrap().0.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_header_is_read_as_an_lsn() {
+        let lsn = read_after(Some("16/B374D848")).await.unwrap().0.unwrap();
+        assert_eq!(lsn.to_string(), "16/B374D848");
+    }
+
+    #[tokio::test]
+    async fn a_header_that_is_not_an_lsn_is_a_validation_failure() {
+        for bad in ["", "yesterday", "1/2/3", "0/xyz"] {
+            let error = read_after(Some(bad)).await.unwrap_err();
+            assert!(
+                matches!(&error, ApiError::InvalidInput(detail) if detail.contains(READ_AFTER_LSN)),
+                "{bad:?}: {error:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_replica_a_write_carries_no_lsn_header() {
+        // A disconnected pool: asking it for an LSN would fail, so none is asked for.
+        let state = AppState::new(DatabaseConnection::default(), ApiSettings::default());
+        let app = Router::new()
+            .route("/write", post(|| async { StatusCode::CREATED }))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), stamp))
+            .with_state(state);
+        let response = app
+            .oneshot(Request::post("/write").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert!(response.headers().get(READ_AFTER_LSN).is_none());
+    }
+}

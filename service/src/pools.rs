@@ -502,6 +502,17 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn without_a_replica_the_router_sends_no_statement_and_hands_out_the_primary() {
+        // A disconnected connection fails any statement: none is sent.
+        let router = ReadRouter::primary_only(DatabaseConnection::default());
+        assert!(!router.has_replica());
+        assert_eq!(router.primary_lsn().await.unwrap(), None);
+        let chosen = router.for_read(Some(Lsn(42))).await;
+        assert!(std::ptr::eq(chosen, router.primary()));
+        assert!(router.replica_status().is_none());
+    }
+
     #[test]
     fn an_lsn_reads_and_prints_as_postgresql_shows_it() {
         let lsn: Lsn = "16/B374D848".parse().unwrap();
