@@ -346,6 +346,10 @@ impl Replica {
 
     /// Logs, rate-limited, that a read went to the primary although a replica is configured.
     fn fell_back(&self, because: PrimaryBecause, status: &ReplicaStatus) {
+        // Before the first check there is nothing to warn about yet.
+        if because == PrimaryBecause::ReplicaUnknown {
+            return;
+        }
         let now = Instant::now();
         let mut warnings = match self.warnings.lock() {
             Ok(warnings) => warnings,
@@ -361,10 +365,6 @@ impl Replica {
         let suppressed = std::mem::take(&mut warnings.suppressed);
         warnings.last = Some(now);
         drop(warnings);
-        // Before the first check there is nothing to warn about yet.
-        if because == PrimaryBecause::ReplicaUnknown {
-            return;
-        }
         tracing::warn!(
             target: "mercado::replica",
             reason = because.describe(),
