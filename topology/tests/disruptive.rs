@@ -216,3 +216,104 @@ async fn with_the_replica_stopped_reads_still_succeed_from_the_primary() -> anyh
     heal?;
     Ok(())
 }
+
+/// Runs `sql` on the replica as the superuser.
+async fn on_replica(topology: &Topology, sql: &'static str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let mut replica = sqlx::PgConnection::connect_with(
+        &sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(topology.replica_port())
+            .username("postgres")
+            .database("mercado"),
+    )
+    .await
+    .context("connecting to the replica")?;
+    sqlx::query(sql).execute(&mut replica).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the scripts/cluster topology; scripts/topology-test runs it (alone, it pauses the replica's replay)"]
+async fn a_replica_lagging_beyond_the_bound_gets_no_reads_and_every_read_stays_fresh()
+-> anyhow::Result<()> {
+    let topology = Topology::from_env()?;
+    let api = Api::new(topology.balancer_url())?;
+    let seller = api.register(&unique("seller")).await?;
+
+    on_replica(&topology, "SELECT pg_wal_replay_pause()").await?;
+    // Writes keep the primary moving while the replica stands still; each is read back at once
+    // by a fresh client without the header (which a healthy replica would serve), and by the
+    // writer with it. Past the 5 s bound both must come from the primary.
+    let outcome = async {
+        let started = std::time::Instant::now();
+        let (mut stale_fresh, mut stale_own, mut rounds, mut fresh_after_bound) = (0, 0, 0, 0);
+        let mut price = 100_u64;
+        while started.elapsed() < Duration::from_secs(8) {
+            price += 1;
+            let sku = unique("LAGW");
+            let written = api
+                .send(api.post(
+                    "/products",
+                    &seller.token,
+                    &json!({"sku": sku, "name": "lag", "price": format!("{price}"), "stock": 1}),
+                ))
+                .await?
+                .expect(StatusCode::CREATED)?;
+            let id = written["id"].as_i64().context("a product id")?;
+            let own = api.send(api.get(&format!("/products/{id}"), "")).await?;
+            if own.status != StatusCode::OK {
+                stale_own += 1;
+            }
+            let fresh = Api::new(topology.balancer_url())?;
+            let other = fresh
+                .send(fresh.get(&format!("/products/{id}"), ""))
+                .await?;
+            let past_bound = started.elapsed() > Duration::from_secs(6);
+            if other.status != StatusCode::OK {
+                if past_bound {
+                    stale_fresh += 1;
+                }
+            } else if past_bound {
+                fresh_after_bound += 1;
+            }
+            rounds += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok((rounds, stale_own, stale_fresh, fresh_after_bound))
+    }
+    .await;
+    // always resume, whatever happened
+    let resumed = on_replica(&topology, "SELECT pg_wal_replay_resume()").await;
+    let (rounds, stale_own, stale_fresh, fresh_after_bound) = outcome?;
+    resumed?;
+
+    let lag_warnings = (1..=APPS)
+        .map(|n| {
+            std::fs::read_to_string(topology.cluster_dir.join(format!("logs/mercado-{n}.log")))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("serves no reads until it recovers") && l.contains("lag:"))
+                .count()
+        })
+        .filter(|&count| count > 0)
+        .count();
+    println!(
+        "replica replay paused 8 s under writes: {rounds} writes; read back with the LSN: {} of {rounds} seen; by fresh clients without it after the 5 s bound (+1 s): {fresh_after_bound} seen, {stale_fresh} stale; {lag_warnings} of {APPS} processes logged the replica as lagging",
+        rounds - stale_own
+    );
+    ensure!(
+        stale_own == 0,
+        "{stale_own} own writes not seen with their LSN"
+    );
+    ensure!(
+        stale_fresh == 0,
+        "{stale_fresh} reads served stale past the lag bound"
+    );
+    ensure!(fresh_after_bound > 0, "no read after the bound");
+    ensure!(
+        lag_warnings == usize::from(APPS),
+        "not every process logged the lag"
+    );
+    Ok(())
+}
