@@ -21,7 +21,7 @@ use std::{
 };
 
 use clap::{Args, ValueEnum};
-use service::db::{DatabaseSettings, DatabaseUrl};
+use service::db::{DatabasePooler, DatabaseSettings, DatabaseUrl};
 
 /// Every setting, grouped by what it configures.
 #[derive(Debug, Clone, Default)]
@@ -242,6 +242,28 @@ pub struct DatabaseArgs {
         default_value_t = DatabaseSettings::default().application_name,
     )]
     database_application_name: String,
+    /// PostgreSQL: what sits between the pool and the server. `none` (directly, or a session
+    /// pooler) or `pgbouncer-transaction` (PgBouncer ≥ 1.21 in transaction pooling with
+    /// max_prepared_statements): then no startup parameter PgBouncer refuses is sent, and the
+    /// statement timeout must be set on the role (ALTER ROLE … SET statement_timeout).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_POOLER",
+        default_value_t = DatabaseSettings::default().pooler,
+    )]
+    database_pooler: DatabasePooler,
+    /// PostgreSQL: a streaming replica for the reads that tolerate one (unset: every read goes
+    /// to DATABASE_URL). A client reads its own writes by sending back the x-read-after-lsn
+    /// header of a write's response.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_REPLICA_URL",
+        value_parser = database_url,
+        hide_env_values = true,
+    )]
+    database_replica_url: Option<DatabaseUrl>,
 }
 
 impl From<DatabaseArgs> for DatabaseSettings {
@@ -256,6 +278,8 @@ impl From<DatabaseArgs> for DatabaseSettings {
             test_before_acquire_if_idle_for: args.database_test_if_idle_for,
             statement_timeout: args.database_statement_timeout,
             application_name: args.database_application_name,
+            pooler: args.database_pooler,
+            replica_url: args.database_replica_url,
         }
     }
 }
@@ -319,6 +343,7 @@ mod tests {
             "[default: 30m]",
             "[default: 30s]",
             "[default: mercado]",
+            "[default: none]",
             "[default: info]",
             "[default: text]",
             "[default: 200ms]",
@@ -343,6 +368,47 @@ mod tests {
         assert_eq!(
             parsed.database.url.expose_secret(),
             "postgres://app:s3cret@db.example/mercado"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_pooler_flag_takes_pgbouncer_transaction_and_refuses_anything_else() -> anyhow::Result<()>
+    {
+        let matches = flags_without_env().try_get_matches_from([
+            "mercado",
+            "--database-pooler",
+            "pgbouncer-transaction",
+        ])?;
+        let parsed = Settings::from(SettingsArgs::from_arg_matches(&matches)?);
+        assert_eq!(parsed.database.pooler, DatabasePooler::PgbouncerTransaction);
+
+        let refused =
+            flags_without_env().try_get_matches_from(["mercado", "--database-pooler", "pgpool"]);
+        assert!(refused.is_err(), "an unknown pooler is refused");
+        Ok(())
+    }
+
+    #[test]
+    fn a_replica_url_flag_is_kept_secret_and_unset_by_default() -> anyhow::Result<()> {
+        let matches = flags_without_env().try_get_matches_from(["mercado"])?;
+        let parsed = Settings::from(SettingsArgs::from_arg_matches(&matches)?);
+        assert!(parsed.database.replica_url.is_none());
+
+        let matches = flags_without_env().try_get_matches_from([
+            "mercado",
+            "--database-replica-url",
+            "postgres://app:s3cret@replica.example/mercado",
+        ])?;
+        let parsed = Settings::from(SettingsArgs::from_arg_matches(&matches)?);
+        assert!(!format!("{parsed:?}").contains("s3cret"));
+        assert_eq!(
+            parsed
+                .database
+                .replica_url
+                .as_ref()
+                .map(DatabaseUrl::expose_secret),
+            Some("postgres://app:s3cret@replica.example/mercado")
         );
         Ok(())
     }

@@ -15,6 +15,7 @@ use anyhow::Context;
 use api::AppState;
 use axum::Router;
 use sea_orm::DatabaseConnection;
+use service::pools::{ReadRouter, ReplicaConfig};
 use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -54,13 +55,52 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     tracing::info!(target: "mercado", database = %settings.database.url, "connecting");
     let mut db = service::db::connect_with(&settings.database, |options| {
         sql_observe::count_rows(options);
-        service::db::cancel_abandoned_statements(options);
+        service::db::cancel_abandoned_statements(options, settings.database.pooler);
     })
     .await?;
     let observe =
         api::sql_scope::observe_config().with_slow_threshold(settings.log.sql_slow_threshold);
     sql_observe::install(&mut db, observe);
     Ok(db)
+}
+
+/// Where reads run: on `primary` alone, or also on `DATABASE_REPLICA_URL`. The replica's pool
+/// connects lazily, so a replica that is down at start delays nothing: reads go to the primary
+/// until the background check finds it up.
+async fn read_router(
+    settings: &Settings,
+    primary: &DatabaseConnection,
+) -> anyhow::Result<ReadRouter> {
+    let Some(url) = &settings.database.replica_url else {
+        return Ok(ReadRouter::primary_only(primary.clone()));
+    };
+    if url.backend() != Some(sea_orm::DbBackend::Postgres) {
+        anyhow::bail!("DATABASE_REPLICA_URL {url} is not a PostgreSQL URL");
+    }
+    tracing::info!(target: "mercado", replica = %url, "reads that tolerate it go to the replica");
+    let replica_settings = service::db::DatabaseSettings {
+        url: url.clone(),
+        // The replica is reached directly, not through the pooler in front of the primary.
+        pooler: service::db::DatabasePooler::None,
+        replica_url: None,
+        ..settings.database.clone()
+    };
+    let mut replica = service::db::connect_with(&replica_settings, |options| {
+        sql_observe::count_rows(options);
+        // The replica goes away and comes back on its own: check each connection as it is
+        // handed out (a bare Sync, no statement), so that one broken by a replica restart is
+        // replaced instead of failing a read.
+        options.connect_lazy(true).test_before_acquire(true);
+    })
+    .await?;
+    let observe =
+        api::sql_scope::observe_config().with_slow_threshold(settings.log.sql_slow_threshold);
+    sql_observe::install(&mut replica, observe);
+    Ok(ReadRouter::with_replica(
+        primary.clone(),
+        replica,
+        ReplicaConfig::default(),
+    ))
 }
 
 /// The application, bound and ready to serve.
@@ -100,8 +140,15 @@ impl Application {
             .local_addr()
             .context("reading the address listened on")?;
         greet(&db, options.demo_data, address).await?;
+        if settings.database.pooler == service::db::DatabasePooler::PgbouncerTransaction {
+            service::pools::warn_without_role_statement_timeout(&db)
+                .await
+                .context("reading the statement timeout through the pooler")?;
+        }
         let health = service::health::DatabaseHealth::watch(&settings.database);
-        let state = AppState::new(db.clone(), settings.server.api()).with_health(health);
+        let state = AppState::new(db.clone(), settings.server.api())
+            .with_health(health)
+            .with_reads(read_router(&settings, &db).await?);
         let router = api::app_with_routes(state, routes);
         Ok(Application {
             listener,

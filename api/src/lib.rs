@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 mod middleware;
 pub mod openapi;
+pub mod read_after;
 mod routes;
 pub mod sql_scope;
 
@@ -24,6 +25,7 @@ use std::{future::Future, io, sync::Arc, time::Duration};
 use axum::{Extension, Router};
 use sea_orm::DatabaseConnection;
 use service::health::DatabaseHealth;
+use service::pools::ReadRouter;
 use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -54,20 +56,25 @@ impl Default for ApiSettings {
     }
 }
 
-/// What every handler can reach: the pool, the database health guard, and the settings the
-/// application was built with.
+/// What every handler can reach: the pool, the router that picks where a read runs, the
+/// database health guard, and the settings the application was built with.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The primary: every write, and every read that must not see a replica.
     pub db: DatabaseConnection,
     /// Whether the database is reachable; while it is known not to be, requests fail fast.
     pub health: DatabaseHealth,
+    /// Where read-only operations run: the primary, or a replica (`DATABASE_REPLICA_URL`).
+    pub reads: ReadRouter,
     pub settings: Arc<ApiSettings>,
 }
 
 impl AppState {
-    /// The state over `db`, with no health guard (the database is never taken for down).
+    /// The state over `db`: every read on it, as without a replica, and no health guard (the
+    /// database is never taken for down).
     pub fn new(db: DatabaseConnection, settings: ApiSettings) -> Self {
         Self {
+            reads: ReadRouter::primary_only(db.clone()),
             db,
             health: DatabaseHealth::disabled(),
             settings: Arc::new(settings),
@@ -77,6 +84,11 @@ impl AppState {
     /// The same state, guarded by `health` ([`DatabaseHealth::watch`] of the pool's settings).
     pub fn with_health(self, health: DatabaseHealth) -> Self {
         Self { health, ..self }
+    }
+
+    /// `self`, with reads routed by `reads` (built over the same primary).
+    pub fn with_reads(self, reads: ReadRouter) -> Self {
+        Self { reads, ..self }
     }
 }
 
@@ -93,6 +105,10 @@ pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Route
     let (router, document) = routes::all().merge(extra).split_for_parts();
     let document = Arc::new(openapi::finish(document));
     let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_after::stamp,
+        ))
         .layer(Extension(document))
         // Both fallbacks must come after every route: the 405 one is attached to the routes
         // registered so far.

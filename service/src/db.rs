@@ -107,6 +107,69 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// PostgreSQL only: how the pool's sessions show in `pg_stat_activity`.
     pub application_name: String,
+    /// What sits between the pool and PostgreSQL (`DATABASE_POOLER`): decides which session
+    /// state the pool may rely on. See [`DatabasePooler`].
+    pub pooler: DatabasePooler,
+    /// PostgreSQL only: a streaming replica for the reads that tolerate it
+    /// (`DATABASE_REPLICA_URL`); `None` sends every read to `url`. See [`crate::pools`].
+    pub replica_url: Option<DatabaseUrl>,
+}
+
+/// What sits between the application's pool and PostgreSQL.
+///
+/// * `None`: the pool talks to PostgreSQL itself (or through a session pooler). The statement
+///   timeout is sent as a startup parameter (`options=-c statement_timeout=…`), so it holds for
+///   every statement of every session.
+/// * `PgbouncerTransaction`: PgBouncer in transaction pooling, where one client connection's
+///   statements run on whichever server connection is free. PgBouncer refuses, or with
+///   `ignore_startup_parameters` silently drops, the startup `options` and the
+///   `extra_float_digits` that sqlx sends, and session state (`SET`, advisory session locks,
+///   `LISTEN`) would leak between clients. So the pool sends neither startup parameter; the
+///   statement timeout is the role's (`ALTER ROLE … SET statement_timeout`), which every server
+///   connection PgBouncer opens takes at login, autocommit statements and transactions alike.
+///   Supported: PgBouncer ≥ 1.21 with `max_prepared_statements` > 0 (sqlx names every prepared
+///   statement; 1.18 cannot keep them apart — docs/scaling.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DatabasePooler {
+    #[default]
+    None,
+    PgbouncerTransaction,
+}
+
+impl DatabasePooler {
+    /// The setting's spelling: `none`, `pgbouncer-transaction`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabasePooler::None => "none",
+            DatabasePooler::PgbouncerTransaction => "pgbouncer-transaction",
+        }
+    }
+
+    /// Whether the pool may send startup parameters PgBouncer does not know (`options` with the
+    /// statement timeout, `extra_float_digits`).
+    pub fn allows_startup_options(self) -> bool {
+        self == DatabasePooler::None
+    }
+}
+
+impl fmt::Display for DatabasePooler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DatabasePooler {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "none" => Ok(DatabasePooler::None),
+            "pgbouncer-transaction" => Ok(DatabasePooler::PgbouncerTransaction),
+            other => Err(format!(
+                "`{other}` is not a pooler: `none` or `pgbouncer-transaction`"
+            )),
+        }
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -123,6 +186,8 @@ impl Default for DatabaseSettings {
             test_before_acquire_if_idle_for: Duration::from_secs(30),
             statement_timeout: Duration::from_secs(30),
             application_name: "mercado".to_owned(),
+            pooler: DatabasePooler::None,
+            replica_url: None,
         }
     }
 }
@@ -207,9 +272,15 @@ pub async fn connect_with(
         .max_lifetime(settings.max_lifetime)
         .test_before_acquire_if_idle_for(settings.test_before_acquire_if_idle_for);
     if backend == DbBackend::Postgres {
-        options
-            .statement_timeout(settings.statement_timeout)
-            .set_application_name(settings.application_name.clone());
+        options.set_application_name(settings.application_name.clone());
+        if settings.pooler.allows_startup_options() {
+            options.statement_timeout(settings.statement_timeout);
+        } else {
+            // Behind PgBouncer in transaction pooling: no startup parameter it does not know.
+            // sqlx reads every result in binary, where extra_float_digits has no effect; the
+            // statement timeout is the role's (see `DatabasePooler`).
+            options.map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None::<i8>));
+        }
     }
     configure(&mut options);
     Database::connect(options)
@@ -309,15 +380,20 @@ pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// transaction — and each connection asks the server (PostgreSQL 14 and later) to check every
 /// [`CLIENT_CHECK_INTERVAL`] whether its client is still connected
 /// (`client_connection_check_interval`): the server then cancels the statement and rolls the
-/// transaction back. Nothing is ever committed by it: the COMMIT was never sent.
-pub fn cancel_abandoned_statements(options: &mut ConnectOptions) {
+/// transaction back. Nothing is ever committed by it: the COMMIT was never sent. Behind a
+/// transaction pooler (`pooler`) that per-connection `SET` would stick to whichever server
+/// connection ran it, so it is not sent there: behind one, a statement stops only as the
+/// pooler makes it stop.
+pub fn cancel_abandoned_statements(options: &mut ConnectOptions, pooler: DatabasePooler) {
     use sea_orm::sqlx::{self, Connection as _};
-    options.map_sqlx_postgres_pool_opts(|pool| {
-        pool.after_connect(|connection, _| {
+    let session_settings_allowed = pooler.allows_startup_options();
+    options.map_sqlx_postgres_pool_opts(move |pool| {
+        pool.after_connect(move |connection, _| {
             Box::pin(async move {
-                if connection
-                    .server_version_num()
-                    .is_some_and(|v| v >= 140_000)
+                if session_settings_allowed
+                    && connection
+                        .server_version_num()
+                        .is_some_and(|v| v >= 140_000)
                 {
                     let interval = format!(
                         "SET client_connection_check_interval = {}",

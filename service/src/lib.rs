@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod health;
 pub mod ops;
+pub mod pools;
 pub mod repo;
 pub mod retry;
 

@@ -21,6 +21,7 @@ use crate::{
     ApiError, AppState,
     auth::AuthUser,
     extract::{Json, Path, Query},
+    read_after::ReadAfter,
 };
 
 /// RFC 3339 in UTC, with microseconds: the precision every backend keeps.
@@ -194,14 +195,17 @@ pub(crate) async fn create_conversation(
     get,
     path = "/conversations",
     tag = "conversations",
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write.")),
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's conversations.", body = ConversationList)),
 )]
 pub(crate) async fn list_conversations(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let conversations = ops::conversations::list_conversations(&state.db, user.id).await?;
+    let conversations =
+        ops::conversations::list_conversations(state.reads.for_read(after).await, user.id).await?;
     Ok(Json(ConversationList {
         conversations: conversations.into_iter().map(Into::into).collect(),
     }))
@@ -212,16 +216,19 @@ pub(crate) async fn list_conversations(
     get,
     path = "/conversations/{id}",
     tag = "conversations",
-    params(("id" = i64, Path, description = "The conversation's id.")),
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The conversation's id.")),
     security(("bearer" = [])),
     responses((status = 200, description = "The conversation.", body = ConversationView)),
 )]
 pub(crate) async fn get_conversation(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    let conversation = ops::conversations::get_conversation(&state.db, user.id, id).await?;
+    let conversation =
+        ops::conversations::get_conversation(state.reads.for_read(after).await, user.id, id)
+            .await?;
     Ok(Json(conversation.into()))
 }
 
@@ -259,7 +266,7 @@ pub(crate) async fn post_message(
     get,
     path = "/conversations/{id}/messages",
     tag = "conversations",
-    params(("id" = i64, Path, description = "The conversation's id."), MessagesQuery),
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The conversation's id."), MessagesQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of messages.", body = MessagePageView),
@@ -269,6 +276,7 @@ pub(crate) async fn post_message(
 )]
 pub(crate) async fn list_messages(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
     Query(query): Query<MessagesQuery>,
@@ -281,7 +289,14 @@ pub(crate) async fn list_messages(
         )
         .into());
     }
-    let page = ops::messages::list_messages(&state.db, user.id, id, limit, query.before).await?;
+    let page = ops::messages::list_messages(
+        state.reads.for_read(after).await,
+        user.id,
+        id,
+        limit,
+        query.before,
+    )
+    .await?;
     Ok(Json(MessagePageView {
         messages: page.messages.into_iter().map(Into::into).collect(),
         next_before: page.next_before,

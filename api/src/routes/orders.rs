@@ -15,6 +15,7 @@ use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
     extract::{Json, Path},
+    read_after::ReadAfter,
 };
 
 /// `POST /orders`: what to buy.
@@ -217,15 +218,17 @@ pub(crate) async fn cancel_order(
     path = "/orders/{id}",
     tag = "orders",
     security(("bearer" = [])),
-    params(("id" = i64, Path, description = "The order's id.")),
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The order's id.")),
     responses((status = 200, description = "The order.", body = OrderBody)),
 )]
 pub(crate) async fn get_order(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     AuthUser(buyer): AuthUser,
     Path(id): Path<i64>,
 ) -> Result<Json<OrderBody>, ApiError> {
-    let order = service::ops::orders::get_order(&state.db, buyer.id, id).await?;
+    let order =
+        service::ops::orders::get_order(state.reads.for_read(after).await, buyer.id, id).await?;
     Ok(Json(order.into()))
 }
 
@@ -235,14 +238,17 @@ pub(crate) async fn get_order(
     get,
     path = "/me/orders",
     tag = "orders",
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write.")),
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's orders.", body = OrderListBody)),
 )]
 pub(crate) async fn my_orders(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     AuthUser(buyer): AuthUser,
 ) -> Result<Json<OrderListBody>, ApiError> {
-    let orders = service::ops::orders::list_orders(&state.db, buyer.id).await?;
+    let orders =
+        service::ops::orders::list_orders(state.reads.for_read(after).await, buyer.id).await?;
     Ok(Json(OrderListBody {
         orders: orders.into_iter().map(OrderBody::from).collect(),
     }))

@@ -17,6 +17,7 @@ use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
     extract::{Json, Path, Query},
+    read_after::ReadAfter,
 };
 
 /// `POST /products`: what to sell; the caller is the seller.
@@ -161,15 +162,17 @@ pub(crate) async fn create_product(
     get,
     path = "/products",
     tag = "products",
-    params(SearchParams),
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), SearchParams),
     responses((status = 200, description = "A page of products.", body = ProductPageBody)),
 )]
 pub(crate) async fn search_products(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     Query(params): Query<SearchParams>,
 ) -> Result<Json<ProductPageBody>, ApiError> {
     let query = params.into_query()?;
-    let page = service::ops::products::search_products(&state.db, query).await?;
+    let page =
+        service::ops::products::search_products(state.reads.for_read(after).await, query).await?;
     Ok(Json(page.into()))
 }
 
@@ -178,13 +181,15 @@ pub(crate) async fn search_products(
     get,
     path = "/products/{id}",
     tag = "products",
-    params(("id" = i64, Path, description = "The product's id.")),
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The product's id.")),
     responses((status = 200, description = "The product.", body = ProductBody)),
 )]
 pub(crate) async fn get_product(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<ProductBody>, ApiError> {
-    let product = service::ops::products::get_product(&state.db, id).await?;
+    let product =
+        service::ops::products::get_product(state.reads.for_read(after).await, id).await?;
     Ok(Json(product.into()))
 }

@@ -15,6 +15,7 @@ use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
     extract::{Json, Path},
+    read_after::ReadAfter,
 };
 
 /// `POST /users`: who to register.
@@ -156,14 +157,15 @@ pub(crate) async fn register(
     get,
     path = "/users/{id}",
     tag = "users",
-    params(("id" = i64, Path, description = "The user's id.")),
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The user's id.")),
     responses((status = 200, description = "The user.", body = PublicUser)),
 )]
 pub(crate) async fn get_user(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<PublicUser>, ApiError> {
-    let user = service::ops::users::get_user(&state.db, id).await?;
+    let user = service::ops::users::get_user(state.reads.for_read(after).await, id).await?;
     Ok(Json(user.into()))
 }
 
@@ -172,13 +174,15 @@ pub(crate) async fn get_user(
     get,
     path = "/me",
     tag = "users",
+    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write.")),
     security(("bearer" = [])),
     responses((status = 200, description = "The caller.", body = ProfileBody)),
 )]
 pub(crate) async fn me(
     State(state): State<AppState>,
+    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
 ) -> Result<Json<ProfileBody>, ApiError> {
-    let profile = service::ops::users::profile(&state.db, user.id).await?;
+    let profile = service::ops::users::profile(state.reads.for_read(after).await, user.id).await?;
     Ok(Json(profile.into()))
 }
