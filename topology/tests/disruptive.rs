@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use mercado_faults::{
     invariants,
-    load::{Fixture, LoadHandle, LoadPlan, Outcome, resend_failed_orders},
+    load::{Fixture, LoadHandle, LoadPlan, Outcome, resend_failed_writes},
 };
 use mercado_topology::{APPS, Api, Topology, unique};
 use reqwest::StatusCode;
@@ -67,7 +67,7 @@ async fn a_sigkilled_api_process_mid_load_is_routed_around_and_no_acknowledged_w
             record.error = Some("502 from HAProxy: the process died mid-request".to_owned());
         }
     }
-    let resends = resend_failed_orders(&result.records, &fixture).await?;
+    let resends = resend_failed_writes(&result.records, &fixture).await?;
     let mut db = topology.primary().await?;
     let checks = invariants::check(&mut db, &fixture, &result.records, &resends).await?;
 
@@ -93,7 +93,7 @@ async fn a_sigkilled_api_process_mid_load_is_routed_around_and_no_acknowledged_w
     println!(
         "SIGKILL of mercado-{victim} (pid {pid}) at {:.1} s of a 10 s load of 8 clients: {total} requests, \
          {acked} acknowledged, {lost} unanswered ({bad_gateway} × 502); {} sent after the balancer settled, \
-         {failed_after} of them failed; {} orders resent; in rotation after: {rotation:?}",
+         {failed_after} of them failed; {} failed writes resent; in rotation after: {rotation:?}",
         killed_at.as_secs_f64(),
         after.len(),
         resends.len()
