@@ -60,9 +60,16 @@ fn start_pgbouncer(
         ),
     )?;
     let mut command = if is_root() {
-        // PgBouncer refuses to run as root
-        let mut c = tokio::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--", PGBOUNCER_118]);
+        // PgBouncer refuses to run as root. `setpriv` execs it in its own place (`runuser`
+        // would fork and wait), so killing the child on drop kills PgBouncer itself.
+        let mut c = tokio::process::Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+            PGBOUNCER_118,
+        ]);
         c
     } else {
         tokio::process::Command::new(PGBOUNCER_118)
