@@ -96,6 +96,18 @@ impl Topology {
             .context("connecting to the primary")
     }
 
+    /// A connection to the replica, as the superuser.
+    pub async fn replica(&self) -> anyhow::Result<PgConnection> {
+        let options = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(self.replica_port())
+            .username("postgres")
+            .database("mercado");
+        PgConnection::connect_with(&options)
+            .await
+            .context("connecting to the replica")
+    }
+
     /// A connection through PgBouncer as the application's role, sending only what PgBouncer
     /// accepts (no `extra_float_digits`, no startup `options`), as the application does.
     pub async fn through_pgbouncer(&self, database: &str) -> anyhow::Result<PgConnection> {

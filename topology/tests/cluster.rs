@@ -641,14 +641,7 @@ async fn a_write_then_an_immediate_read_with_its_lsn_sees_the_write_on_any_proce
             .or_default() += 1;
     }
     // the replica does serve reads: the processes hold connections to it
-    let mut replica = sqlx::PgConnection::connect_with(
-        &sqlx::postgres::PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(topology.replica_port())
-            .username("postgres")
-            .database("mercado"),
-    )
-    .await?;
+    let mut replica = topology.replica().await?;
     let replica_sessions: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = 'mercado' AND application_name LIKE 'mercado-%'",
     )

@@ -219,16 +219,7 @@ async fn with_the_replica_stopped_reads_still_succeed_from_the_primary() -> anyh
 
 /// Runs `sql` on the replica as the superuser.
 async fn on_replica(topology: &Topology, sql: &'static str) -> anyhow::Result<()> {
-    use sqlx::Connection as _;
-    let mut replica = sqlx::PgConnection::connect_with(
-        &sqlx::postgres::PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(topology.replica_port())
-            .username("postgres")
-            .database("mercado"),
-    )
-    .await
-    .context("connecting to the replica")?;
+    let mut replica = topology.replica().await?;
     sqlx::query(sql).execute(&mut replica).await?;
     Ok(())
 }
