@@ -1,5 +1,6 @@
 //! Requests abandoned mid-transaction, end to end on PostgreSQL: one that outlives the request
-//! timeout, and one whose client hangs up. Either way the client is told nothing was done (or
+//! timeout, and one whose client hangs up; and, by contrast, refused requests, which end their
+//! transactions themselves and keep their connections. Either way the client is told nothing was done (or
 //! is told nothing at all), the statement stops running in the database, and nothing of the
 //! order remains.
 //!
@@ -165,6 +166,61 @@ async fn an_order_whose_client_hangs_up(db: TestDb) -> anyhow::Result<()> {
     .await?;
     lock.rollback().await?;
     nothing_was_ordered(&app, &buyer, product_id).await
+}
+
+/// The process ids of the application's backends, now.
+async fn app_backend_pids(db: &TestDb) -> anyhow::Result<Vec<i32>> {
+    let rows = db
+        .conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'mercado' ORDER BY pid",
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<i32>("", "pid")?))
+        .collect()
+}
+
+/// Refusals are ordinary traffic: the operation rolls back explicitly (`db::finish`), so its
+/// connection goes back to the pool clean and is kept. Were the transaction merely dropped, the
+/// connection would be closed and the next request would open a new backend.
+async fn refused_requests_keep_their_connections(db: TestDb) -> anyhow::Result<()> {
+    let app = TestApp::spawn(&db).await;
+    let (buyer, product_id) = shop(&app).await?;
+    let broke = app.register("broke").await;
+    app.get_as(&buyer, "/me").await;
+    let before = app_backend_pids(&db).await?;
+
+    for _ in 0..3 {
+        let too_many = json!({"items": [{"product_id": product_id, "quantity": 11}]});
+        let response = app.post_json_as(&buyer, "/orders", &too_many).await;
+        expect_problem(response, StatusCode::CONFLICT, "insufficient_stock").await;
+        let unaffordable = json!({"items": [{"product_id": product_id, "quantity": 1}]});
+        let response = app.post_json_as(&broke, "/orders", &unaffordable).await;
+        expect_problem(response, StatusCode::CONFLICT, "insufficient_funds").await;
+        let response = app.get_as(&buyer, "/orders/999999").await;
+        expect_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let after = app_backend_pids(&db).await?;
+
+    assert!(!before.is_empty(), "the application holds a connection");
+    let closed: Vec<_> = before.iter().filter(|pid| !after.contains(pid)).collect();
+    assert!(
+        closed.is_empty(),
+        "backends {closed:?} were closed by refusals (before {before:?}, after {after:?})"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercado_postgres),
+    ignore = "PostgreSQL is not configured: set TEST_POSTGRES_URL to run this test on it"
+)]
+async fn refused_orders_and_reads_of_nothing_keep_their_database_connections() {
+    mercado_testkit::run(Backend::Postgres, refused_requests_keep_their_connections).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

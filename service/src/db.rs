@@ -367,6 +367,31 @@ pub async fn commit(txn: DatabaseTransaction) -> Result<(), ServiceError> {
         })
 }
 
+/// Ends `txn` as the work done in it turned out: COMMIT (through [`commit`]) after a success, an
+/// explicit ROLLBACK after a failure. A transaction that is merely dropped rolls back too, but
+/// its connection goes back to the pool with the ROLLBACK still unsent and is closed (see
+/// [`cancel_abandoned_statements`]): ending it here keeps the connection for the next request,
+/// which matters for the refusals (insufficient stock, a taken email, a 404) that are part of
+/// normal traffic. A ROLLBACK that fails in turn changes nothing for the caller: the work's own
+/// error is the answer, and the connection is closed instead.
+pub async fn finish<T>(
+    txn: DatabaseTransaction,
+    result: Result<T, ServiceError>,
+) -> Result<T, ServiceError> {
+    match result {
+        Ok(value) => {
+            commit(txn).await?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::debug!(%rollback, "the rollback after a failure failed; the connection is dropped");
+            }
+            Err(error)
+        }
+    }
+}
+
 /// How often PostgreSQL checks, while a statement runs, that its client is still there.
 pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 

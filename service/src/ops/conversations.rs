@@ -13,7 +13,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, commit},
+    db::{begin_read, begin_write, commit, finish},
     domain::{
         chat::{self, Conversation, Message, NewConversation},
         users::UserSummary,
@@ -71,21 +71,26 @@ async fn create_once(
 ) -> Result<Conversation, ServiceError> {
     let txn = begin_write(db).await?;
     let now = chat::now();
-    let conversation = repo::conversations::insert(
-        &txn,
-        title.clone().into_inner(),
-        product_id,
-        creator_id,
-        now,
-    )
-    .await
-    .map_err(|error| conversation_insert_error(error, creator_id))?;
-    repo::conversations::add_participants(&txn, conversation.id, participant_ids, now)
+    let result = async {
+        let conversation = repo::conversations::insert(
+            &txn,
+            title.clone().into_inner(),
+            product_id,
+            creator_id,
+            now,
+        )
         .await
-        .map_err(|error| not_found_on_foreign_key(error, "user"))?;
-    let participants =
-        repo::conversations::participants_of(&txn, ConversationSet::One(conversation.id)).await?;
-    commit(txn).await?;
+        .map_err(|error| conversation_insert_error(error, creator_id))?;
+        repo::conversations::add_participants(&txn, conversation.id, participant_ids, now)
+            .await
+            .map_err(|error| not_found_on_foreign_key(error, "user"))?;
+        let participants =
+            repo::conversations::participants_of(&txn, ConversationSet::One(conversation.id))
+                .await?;
+        Ok((conversation, participants))
+    }
+    .await;
+    let (conversation, participants) = finish(txn, result).await?;
 
     Ok(assemble(conversation, summaries(&participants), None))
 }
@@ -190,18 +195,23 @@ async fn get_once(
     conversation_id: i64,
 ) -> Result<Conversation, ServiceError> {
     let txn = begin_read(db).await?;
-    let conversation = repo::conversations::find_for_participant(&txn, conversation_id, user_id)
-        .await?
-        .ok_or(ServiceError::NotFound {
-            resource: "conversation",
-        })?;
-    let set = ConversationSet::One(conversation_id);
-    let participants = repo::conversations::participants_of(&txn, set).await?;
-    let newest = repo::messages::newest_of(&txn, set)
-        .await?
-        .into_iter()
-        .next();
-    commit(txn).await?;
+    let result = async {
+        let conversation =
+            repo::conversations::find_for_participant(&txn, conversation_id, user_id)
+                .await?
+                .ok_or(ServiceError::NotFound {
+                    resource: "conversation",
+                })?;
+        let set = ConversationSet::One(conversation_id);
+        let participants = repo::conversations::participants_of(&txn, set).await?;
+        let newest = repo::messages::newest_of(&txn, set)
+            .await?
+            .into_iter()
+            .next();
+        Ok((conversation, participants, newest))
+    }
+    .await;
+    let (conversation, participants, newest) = finish(txn, result).await?;
     Ok(assemble(
         conversation,
         summaries(&participants),

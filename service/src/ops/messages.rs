@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, commit},
+    db::{begin_read, begin_write, finish},
     domain::chat::{self, Message, MessageLimit, MessagePage, NewMessage},
     repo,
     retry::{RetryPolicy, with_retry, with_retry_idempotent},
@@ -51,27 +51,31 @@ async fn post_once(
     new: &NewMessage,
 ) -> Result<Message, ServiceError> {
     let txn = begin_write(db).await?;
-    let sender = repo::conversations::find_participant(&txn, conversation_id, sender_id)
-        .await?
-        .ok_or(CONVERSATION_NOT_FOUND)?;
-    if let Some(reply_to_id) = new.reply_to_id
-        && !repo::messages::is_in_conversation(&txn, reply_to_id, conversation_id).await?
-    {
-        return Err(ServiceError::validation(
-            "reply_to_id",
-            "must be a message of the same conversation",
-        ));
+    let result = async {
+        let sender = repo::conversations::find_participant(&txn, conversation_id, sender_id)
+            .await?
+            .ok_or(CONVERSATION_NOT_FOUND)?;
+        if let Some(reply_to_id) = new.reply_to_id
+            && !repo::messages::is_in_conversation(&txn, reply_to_id, conversation_id).await?
+        {
+            return Err(ServiceError::validation(
+                "reply_to_id",
+                "must be a message of the same conversation",
+            ));
+        }
+        let message = repo::messages::insert(
+            &txn,
+            conversation_id,
+            sender_id,
+            new.body.clone().into_inner(),
+            new.reply_to_id,
+            chat::now(),
+        )
+        .await?;
+        Ok((sender, message))
     }
-    let message = repo::messages::insert(
-        &txn,
-        conversation_id,
-        sender_id,
-        new.body.clone().into_inner(),
-        new.reply_to_id,
-        chat::now(),
-    )
-    .await?;
-    commit(txn).await?;
+    .await;
+    let (sender, message) = finish(txn, result).await?;
     Ok(Message::from_parts(message, &sender))
 }
 
@@ -111,11 +115,14 @@ async fn page_once(
     before: Option<i64>,
 ) -> Result<MessagePage, ServiceError> {
     let txn = begin_read(db).await?;
-    if !repo::conversations::is_participant(&txn, conversation_id, user_id).await? {
-        return Err(CONVERSATION_NOT_FOUND);
+    let result = async {
+        if !repo::conversations::is_participant(&txn, conversation_id, user_id).await? {
+            return Err(CONVERSATION_NOT_FOUND);
+        }
+        Ok(repo::messages::page(&txn, conversation_id, before, limit.get() + 1).await?)
     }
-    let mut rows = repo::messages::page(&txn, conversation_id, before, limit.get() + 1).await?;
-    commit(txn).await?;
+    .await;
+    let mut rows = finish(txn, result).await?;
     let older_exists = rows.len() as u64 > limit.get();
     rows.truncate(limit.get() as usize);
     let messages: Vec<Message> = rows

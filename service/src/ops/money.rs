@@ -24,7 +24,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
-    db::{begin_write, commit},
+    db::{begin_write, commit, finish},
     domain::{
         money::{Money, Transfer},
         orders::IdempotencyKey,
@@ -80,7 +80,7 @@ async fn deposit_once(
     }
 
     if !repo::accounts::credit(&txn, user_id, amount, now).await? {
-        return Err(ServiceError::NotFound { resource: "user" });
+        return finish(txn, Err(ServiceError::NotFound { resource: "user" })).await;
     }
     let balance = balance_of(&txn, user_id).await?;
     let deposit_id = match repo::deposits::insert(&txn, user_id, amount, balance, key, now).await {
@@ -216,10 +216,12 @@ async fn transfer_once(
             }
             // Both foreign keys name users, and the sender is the caller: the recipient does not
             // exist. (SQLite does not say which foreign key failed.)
-            if matches!(failure, DbFailure::ForeignKeyViolation { .. }) {
-                return Err(ServiceError::NotFound { resource: "user" });
-            }
-            return Err(error.into());
+            let refusal = if matches!(failure, DbFailure::ForeignKeyViolation { .. }) {
+                ServiceError::NotFound { resource: "user" }
+            } else {
+                error.into()
+            };
+            return finish(txn, Err(refusal)).await;
         }
     };
 
@@ -233,13 +235,13 @@ async fn transfer_once(
         let debited = repo::accounts::debit_if_covered(&txn, from_user_id, amount, now).await?;
         (debited, credited)
     };
-    // Both were tried, so the answer does not depend on which id is lower. Returning drops the
-    // transaction, which rolls back the ledger row and whichever of the two updates did happen.
+    // Both were tried, so the answer does not depend on which id is lower. The rollback undoes
+    // the ledger row and whichever of the two updates did happen.
     if !credited {
-        return Err(ServiceError::NotFound { resource: "user" });
+        return finish(txn, Err(ServiceError::NotFound { resource: "user" })).await;
     }
     if !debited {
-        return Err(ServiceError::InsufficientFunds);
+        return finish(txn, Err(ServiceError::InsufficientFunds)).await;
     }
 
     let sender_balance = balance_of(&txn, from_user_id).await?;

@@ -24,7 +24,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, commit},
+    db::{begin_read, begin_write, commit, finish},
     domain::{
         money::Money,
         orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder},
@@ -108,9 +108,10 @@ async fn place_once(
     by_product.sort_by_key(|line| line.product_id);
     for line in by_product {
         if !repo::products::take_stock(&txn, line.product_id, line.quantity).await? {
-            return Err(ServiceError::InsufficientStock {
+            let refusal = Err(ServiceError::InsufficientStock {
                 product_id: line.product_id,
             });
+            return finish(txn, refusal).await;
         }
     }
 
@@ -125,12 +126,13 @@ async fn place_once(
         (share.as_decimal(), Money::ZERO)
     });
     if !repo::accounts::settle(&txn, &changes, now).await? {
-        return Err(match first_missing_account(&txn, &changes).await? {
+        let refusal = Err(match first_missing_account(&txn, &changes).await? {
             Some(seller_id) if seller_id != buyer_id => {
                 missing_account("crediting a seller", seller_id)
             }
             _ => ServiceError::InsufficientFunds,
         });
+        return finish(txn, refusal).await;
     }
 
     let items: Vec<repo::orders::NewItem> = lines
@@ -244,61 +246,63 @@ async fn cancel_once(
 ) -> Result<Order, ServiceError> {
     let now = super::now();
     let txn = begin_write(db).await?;
+    let result = async {
+        // The status flip is the gate: only the cancel whose UPDATE changed the row goes on.
+        if !repo::orders::mark_cancelled(&txn, buyer_id, order_id, now).await? {
+            return match repo::orders::find_for_buyer(&txn, buyer_id, order_id).await? {
+                None => Err(ServiceError::NotFound { resource: "order" }),
+                Some(_) => Err(ServiceError::OrderNotCancellable {
+                    reason: "it is already cancelled",
+                }),
+            };
+        }
+        let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
+            .await?
+            .ok_or(ServiceError::NotFound { resource: "order" })?;
+        let items = repo::orders::items_of_order(&txn, order_id).await?;
 
-    // The status flip is the gate: only the cancel whose UPDATE changed the row goes on.
-    if !repo::orders::mark_cancelled(&txn, buyer_id, order_id, now).await? {
-        return match repo::orders::find_for_buyer(&txn, buyer_id, order_id).await? {
-            None => Err(ServiceError::NotFound { resource: "order" }),
-            Some(_) => Err(ServiceError::OrderNotCancellable {
-                reason: "it is already cancelled",
-            }),
-        };
-    }
-    let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
-        .await?
-        .ok_or(ServiceError::NotFound { resource: "order" })?;
-    let items = repo::orders::items_of_order(&txn, order_id).await?;
+        let returns: Vec<(i64, i32)> = items
+            .iter()
+            .map(|item| (item.product_id, item.quantity))
+            .collect();
+        if !repo::products::return_stock(&txn, &returns).await? {
+            return Err(ServiceError::Unexpected {
+                context: "returning stock",
+                source: "a product of the order has no inventory row".into(),
+            });
+        }
 
-    let returns: Vec<(i64, i32)> = items
-        .iter()
-        .map(|item| (item.product_id, item.quantity))
-        .collect();
-    if !repo::products::return_stock(&txn, &returns).await? {
-        return Err(ServiceError::Unexpected {
-            context: "returning stock",
-            source: "a product of the order has no inventory row".into(),
-        });
-    }
+        // The buyer is refunded and each seller gives their share back, in one statement. A buyer
+        // who is also a seller is refunded first, so their own share needs no cover.
+        let total = Money::from_stored(order.total)?;
+        let mut priced = Vec::with_capacity(items.len());
+        for item in &items {
+            priced.push((
+                item.seller_id,
+                Money::from_stored(item.unit_price)?,
+                item.quantity,
+            ));
+        }
+        let shares = shares_by_seller(priced.into_iter())?;
+        let changes = settlement(
+            buyer_id,
+            (total.as_decimal(), Money::ZERO),
+            &shares,
+            |share| (-share.as_decimal(), share),
+        );
+        if !repo::accounts::settle(&txn, &changes, now).await? {
+            return Err(match first_missing_account(&txn, &changes).await? {
+                Some(user_id) => missing_account("settling a cancelled order", user_id),
+                None => ServiceError::OrderNotCancellable {
+                    reason: "a seller no longer has the money to give back",
+                },
+            });
+        }
 
-    // The buyer is refunded and each seller gives their share back, in one statement. A buyer
-    // who is also a seller is refunded first, so their own share needs no cover.
-    let total = Money::from_stored(order.total)?;
-    let mut priced = Vec::with_capacity(items.len());
-    for item in &items {
-        priced.push((
-            item.seller_id,
-            Money::from_stored(item.unit_price)?,
-            item.quantity,
-        ));
+        order_from(order, items)
     }
-    let shares = shares_by_seller(priced.into_iter())?;
-    let changes = settlement(
-        buyer_id,
-        (total.as_decimal(), Money::ZERO),
-        &shares,
-        |share| (-share.as_decimal(), share),
-    );
-    if !repo::accounts::settle(&txn, &changes, now).await? {
-        return Err(match first_missing_account(&txn, &changes).await? {
-            Some(user_id) => missing_account("settling a cancelled order", user_id),
-            None => ServiceError::OrderNotCancellable {
-                reason: "a seller no longer has the money to give back",
-            },
-        });
-    }
-
-    let cancelled = order_from(order, items)?;
-    commit(txn).await?;
+    .await;
+    let cancelled = finish(txn, result).await?;
     tracing::info!(order_id, buyer_id, "cancelled an order");
     Ok(cancelled)
 }
@@ -320,12 +324,14 @@ async fn get_once(
     order_id: i64,
 ) -> Result<Order, ServiceError> {
     let txn = begin_read(db).await?;
-    let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
-        .await?
-        .ok_or(ServiceError::NotFound { resource: "order" })?;
-    let order = load_order(&txn, order).await?;
-    commit(txn).await?;
-    Ok(order)
+    let result = async {
+        let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
+            .await?
+            .ok_or(ServiceError::NotFound { resource: "order" })?;
+        load_order(&txn, order).await
+    }
+    .await;
+    finish(txn, result).await
 }
 
 /// All of the buyer's orders, newest first, each with its items: two statements however many

@@ -4,7 +4,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, commit, reader},
+    db::{begin_read, begin_write, commit, finish, reader},
     domain::{
         money::Money,
         products::{NewProduct, Product, ProductPage, ProductQuery},
@@ -40,10 +40,10 @@ async fn create_once(
 ) -> Result<Product, ServiceError> {
     let now = super::now();
     let txn = begin_write(db).await?;
-    let id = repo::products::insert(&txn, seller_id, new, now)
+    let result = repo::products::insert(&txn, seller_id, new, now)
         .await
-        .map_err(sku_taken_or_unexpected)?;
-    commit(txn).await?;
+        .map_err(sku_taken_or_unexpected);
+    let id = finish(txn, result).await?;
 
     tracing::info!(product_id = id, seller_id, "created a product");
     Ok(Product {

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     ServiceError,
-    db::{begin_write, commit, reader},
+    db::{begin_write, finish, reader},
     domain::{
         money::Money,
         users::{NewUser, Profile, Registered, User},
@@ -38,12 +38,16 @@ async fn register_once(db: &DatabaseConnection, new: &NewUser) -> Result<Registe
     let token = new_token();
 
     let txn = begin_write(db).await?;
-    let user = repo::users::insert(&txn, &new.username, &new.email, display_name, now)
-        .await
-        .map_err(taken_or_unexpected)?;
-    repo::accounts::open(&txn, user.id, now).await?;
-    repo::users::insert_token_hash(&txn, user.id, &token_hash(&token), now).await?;
-    commit(txn).await?;
+    let result = async {
+        let user = repo::users::insert(&txn, &new.username, &new.email, display_name, now)
+            .await
+            .map_err(taken_or_unexpected)?;
+        repo::accounts::open(&txn, user.id, now).await?;
+        repo::users::insert_token_hash(&txn, user.id, &token_hash(&token), now).await?;
+        Ok(user)
+    }
+    .await;
+    let user = finish(txn, result).await?;
 
     tracing::info!(user_id = user.id, "registered a user");
     Ok(Registered {
@@ -97,8 +101,8 @@ async fn issue_tokens_once(
         .map(|(user_id, token)| repo::users::token_row(*user_id, token_hash(token), now))
         .collect();
     let txn = begin_write(db).await?;
-    crate::bulk::insert_chunked(&txn, rows).await?;
-    commit(txn).await?;
+    let result = crate::bulk::insert_chunked(&txn, rows).await;
+    finish(txn, result).await?;
     Ok(issued)
 }
 
