@@ -401,8 +401,8 @@ pub const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// statement to finish before giving the connection back — a statement blocked on a lock would
 /// keep its backend and its pool slot for as long as the lock is held. With this, a connection
 /// given back with bytes still unsent (the ROLLBACK that dropping a transaction queues) is
-/// closed instead — which also costs a reconnect after a write that failed and dropped its
-/// transaction — and each connection asks the server (PostgreSQL 14 and later) to check every
+/// closed instead (operations end their refusals with [`finish`], which leaves nothing unsent)
+/// — and each connection asks the server (PostgreSQL 14 and later) to check every
 /// [`CLIENT_CHECK_INTERVAL`] whether its client is still connected
 /// (`client_connection_check_interval`): the server then cancels the statement and rolls the
 /// transaction back. Nothing is ever committed by it: the COMMIT was never sent. Behind a
