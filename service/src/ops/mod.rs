@@ -5,9 +5,11 @@
 //! * a **write** opens [`crate::db::begin_write`] inside [`crate::retry::with_retry`], sends
 //!   every statement (its reads included) in it and commits once, through
 //!   [`crate::db::commit`], which tells a connection lost during COMMIT (outcome unknown, never
-//!   retried blindly) from one lost before it (retried): all or nothing. An order with an
+//!   retried blindly) from one lost before it (retried): all or nothing. A refusal ends the
+//!   transaction with an explicit ROLLBACK ([`crate::db::finish`] commits or rolls back as the
+//!   work turned out), so that its connection is kept. An order, deposit or transfer with an
 //!   idempotency key runs in [`crate::retry::with_retry_idempotent`] instead, since running it
-//!   again finds its own committed order;
+//!   again finds its own committed row;
 //! * a **read of several statements** opens one [`crate::db::begin_read`] transaction
 //!   (read-only, REPEATABLE READ), so that its statements see one snapshot;
 //! * a **read of one statement** runs on [`crate::db::reader`], with no transaction: a single
