@@ -392,6 +392,33 @@ backend_tests! {
         Ok(())
     }
 
+    async fn every_success_of_every_write_declares_the_read_after_lsn_header(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+
+        let document: Value = app.get("/openapi.json").await.json().await?;
+
+        let mut writes = 0;
+        for (path, item) in document["paths"].as_object().context("paths is an object")? {
+            for (method, operation) in item.as_object().context("a path item is an object")? {
+                if !["post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let responses = operation["responses"].as_object().context("responses")?;
+                for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('2')) {
+                    writes += 1;
+                    assert!(
+                        response["headers"].get("x-read-after-lsn").is_some(),
+                        "{method} {path} {status} does not declare x-read-after-lsn"
+                    );
+                }
+            }
+        }
+        assert!(writes >= 6, "only {writes} write successes in the document");
+        Ok(())
+    }
+
     async fn a_stopped_server_finishes_cleanly_and_accepts_no_more_connections(
         db: TestDb
     ) -> anyhow::Result<()> {

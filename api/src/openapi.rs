@@ -6,14 +6,16 @@
 //! — 500 and 503 everywhere; 400, 413, 415 and 422 where there is a JSON body; 404 and 422 where
 //! there are path parameters; 422 where there are query parameters; 401 where the operation
 //! requires the `bearer` scheme — so a handler's annotation only lists its own successes and its
-//! domain errors (a 409 `insufficient_stock`, say).
+//! domain errors (a 409 `insufficient_stock`, say). It also declares, on every success of every
+//! write, the `x-read-after-lsn` header the replica routing stamps there (see `read_after`).
 //!
 //! An authenticated operation declares `security(("bearer" = []))`; see [`BEARER`].
 
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder,
+        ContentBuilder, Object, OpenApi as Document, Ref, RefOr, ResponseBuilder, Type,
+        header::HeaderBuilder,
         path::{Operation, ParameterIn, PathItem},
         security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
     },
@@ -138,6 +140,24 @@ pub fn finish(mut document: Document) -> Document {
         );
     }
     for item in document.paths.paths.values_mut() {
+        for operation in writes_mut(item) {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                    response.headers.insert(
+                        crate::read_after::READ_AFTER_LSN.to_owned(),
+                        HeaderBuilder::new()
+                            .schema(Object::with_type(Type::String))
+                            .description(Some(
+                                "Sent only with replica routing on (`DATABASE_REPLICA_URL`): \
+                                 the primary's WAL position after this write. Send it back as \
+                                 the `x-read-after-lsn` request header of a read to see the \
+                                 write there.",
+                            ))
+                            .build(),
+                    );
+                }
+            }
+        }
         for operation in operations_mut(item) {
             for status in statuses_of(operation) {
                 if let Some((_, name, _)) = SHARED_RESPONSES.iter().find(|(s, ..)| *s == status) {
@@ -151,6 +171,18 @@ pub fn finish(mut document: Document) -> Document {
         }
     }
     document
+}
+
+/// The operations that write, as `read_after::stamp` counts them: all but GET, HEAD, OPTIONS.
+fn writes_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
 }
 
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
