@@ -20,7 +20,6 @@ use mercado_topology::{APPS, Answer, Api, Topology, User, int, unique};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::Connection as _;
 
 fn setup() -> anyhow::Result<(Topology, Api)> {
     let topology = Topology::from_env()?;
