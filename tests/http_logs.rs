@@ -9,73 +9,26 @@
 // In a test, a broken expectation is a failed test: unwrap and expect say so most directly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    io,
-    sync::{Arc, Mutex, OnceLock},
-};
-
 use api::{ApiSettings, AppState};
 use axum::{
     Router,
     body::Body,
     http::{Request, StatusCode, header},
 };
-use mercado_testkit::{Backend, TestDb};
+use mercado_testkit::{Backend, TestDb, log::CapturedLog};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tracing::instrument::WithSubscriber;
-use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt};
 
-/// A log sink for a test subscriber: everything written, as text.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    /// A subscriber built as the binary builds its own (`src/telemetry.rs`) under the default
-    /// `LOG_LEVEL=info`: a registry with a text printer, the filter the printer's alone.
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-        // tracing caches per-callsite interest; while a single dispatcher exists it asks only the
-        // registering thread's default, so a callsite first reached by another test (with no
-        // subscriber) would stay disabled for ours. A second, never-dropped dispatcher makes it
-        // ask every registered one (as `lab/tests/observe.rs` does).
-        static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
-        SECOND_DISPATCHER
-            .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-        let sink = self.clone();
-        tracing_subscriber::registry()
-            .with(sql_observe::row_count_layer())
-            .with(
-                fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(move || sink.clone())
-                    .with_filter(EnvFilter::new("info")),
-            )
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The one line containing every one of `pieces`.
-    fn line_with(&self, pieces: &[&str]) -> String {
-        let text = self.text();
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|line| pieces.iter().all(|piece| line.contains(piece)))
-            .collect();
-        assert_eq!(lines.len(), 1, "one line with {pieces:?} in:\n{text}");
-        lines[0].to_owned()
-    }
+/// The one line of `log` containing every one of `pieces`.
+fn line_with(log: &CapturedLog, pieces: &[&str]) -> String {
+    let text = log.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| pieces.iter().all(|piece| line.contains(piece)))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line with {pieces:?} in:\n{text}");
+    lines[0].to_owned()
 }
 
 /// Sends `request` to the application and returns the status and the JSON body, if any.
@@ -138,27 +91,33 @@ async fn log_lines_carry_the_ids(db: TestDb) -> anyhow::Result<()> {
         let (created, _) = send(&app, post_json("/products", Some(&token), &product)).await;
         (user_id, [registered, me, strangers_me, created])
     }
-    .with_subscriber(log.subscriber())
+    .with_subscriber(log.subscriber_like_the_binary("info"))
     .await;
 
     use StatusCode as S;
     assert_eq!(statuses, [S::CREATED, S::OK, S::UNAUTHORIZED, S::CREATED]);
     let caller = format!("user_id={user_id}");
     // The response line of each request, written inside its span.
-    let answered = log.line_with(&["finished processing request", "path=/me", "status=200"]);
+    let answered = line_with(
+        &log,
+        &["finished processing request", "path=/me", "status=200"],
+    );
     assert!(
         answered.contains(&format!("path=/me {caller}}}")),
         "{answered}"
     );
-    let refused = log.line_with(&["finished processing request", "path=/me", "status=401"]);
+    let refused = line_with(
+        &log,
+        &["finished processing request", "path=/me", "status=401"],
+    );
     assert!(
         !refused.contains("user_id="),
         "no caller before a token is verified: {refused}"
     );
-    let registered = log.line_with(&["finished processing request", "path=/users"]);
+    let registered = line_with(&log, &["finished processing request", "path=/users"]);
     assert!(!registered.contains("user_id="), "{registered}");
     // An event inside the operation: the request span, then the operation's own.
-    let created = log.line_with(&["created a product"]);
+    let created = line_with(&log, &["created a product"]);
     assert!(
         created.contains(&format!(
             "{caller}}}:create_product{{seller_id={user_id} sku=MUG-1}}"

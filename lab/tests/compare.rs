@@ -4,50 +4,21 @@
 // In a test, a broken expectation is a failed test: unwrap and expect say so most directly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    io,
-    sync::{Arc, Mutex, OnceLock},
-};
-
 use entity::inventory;
 use mercado_lab::compare;
-use mercado_testkit::{TestDb, backend_tests};
+use mercado_testkit::{TestDb, backend_tests, log::CapturedLog};
 use sea_orm::{DbBackend, EntityTrait, TransactionTrait};
 use sql_observe::{self as observe, DetectorMode, ObserveConfig, Scope};
 use tracing::instrument::WithSubscriber;
 
-/// A log sink for a test subscriber: everything written, as text.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-        // A second, never-dropped dispatcher makes tracing ask every registered subscriber
-        // about a callsite, not only the first thread's default (see tests/observe.rs).
-        static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
-        SECOND_DISPATCHER
-            .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-        let sink = self.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("mercado::sql=warn")
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+/// A plain text subscriber of the `mercado::sql=warn` lines, writing to `log`.
+fn subscriber(log: &CapturedLog) -> impl tracing::Subscriber + Send + Sync + 'static {
+    mercado_testkit::log::ask_every_subscriber();
+    tracing_subscriber::fmt()
+        .with_env_filter("mercado::sql=warn")
+        .with_ansi(false)
+        .with_writer(log.writer())
+        .finish()
 }
 
 /// Mercado's capture configuration, as far as it matters here: findings logged on
@@ -119,7 +90,7 @@ backend_tests! {
         let log = CapturedLog::default();
 
         let report = compare::run_compare(&db.conn, application_config())
-            .with_subscriber(log.subscriber())
+            .with_subscriber(subscriber(&log))
             .await?;
 
         assert_eq!(report.cases.len(), 6);

@@ -4,16 +4,12 @@
 // In a test, a broken expectation is a failed test: unwrap and expect say so most directly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    io,
-    panic::AssertUnwindSafe,
-    sync::{Arc, Mutex, OnceLock},
-};
+use std::panic::AssertUnwindSafe;
 
 use entity::{api_tokens, products, users};
 use futures::FutureExt;
 use mercado_lab::{loading, seed};
-use mercado_testkit::{TestDb, backend_tests};
+use mercado_testkit::{TestDb, backend_tests, log::CapturedLog};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder,
@@ -40,40 +36,14 @@ fn observed(db: &TestDb, config: ObserveConfig) -> DatabaseConnection {
     conn
 }
 
-/// A log sink for a test subscriber: everything written, as text.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
-        // tracing caches per-callsite interest; while a single dispatcher exists it asks only the
-        // registering thread's default, so a statement logged first by another test (with no
-        // subscriber) would disable the callsite for ours. A second, never-dropped dispatcher
-        // makes it ask every registered one.
-        static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
-        SECOND_DISPATCHER
-            .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-        let sink = self.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("mercado::sql=debug")
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+/// A plain text subscriber of the `mercado::sql=debug` lines, writing to `log`.
+fn subscriber(log: &CapturedLog) -> impl tracing::Subscriber + Send + Sync + 'static {
+    mercado_testkit::log::ask_every_subscriber();
+    tracing_subscriber::fmt()
+        .with_env_filter("mercado::sql=debug")
+        .with_ansi(false)
+        .with_writer(log.writer())
+        .finish()
 }
 
 fn new_user(tag: &str) -> users::ActiveModel {
@@ -441,7 +411,7 @@ backend_tests! {
                 .await?;
             anyhow::Ok(())
         }
-        .with_subscriber(log.subscriber()))
+        .with_subscriber(subscriber(&log)))
         .await;
 
         let logged = log.text();
@@ -465,7 +435,7 @@ backend_tests! {
             Scope::request("GET /products"),
             loading::product_stock_lazy(&conn, &data.products),
         )
-        .with_subscriber(log.subscriber())
+        .with_subscriber(subscriber(&log))
         .await;
         stock?;
 

@@ -7,58 +7,12 @@
 #[macro_use]
 mod support;
 
-use std::{
-    io,
-    sync::{Arc, Mutex, OnceLock},
-};
-
 use anyhow::Context;
+use mercado_testkit::log::CapturedLog;
 use sea_orm::ConnectionTrait;
 use service::ops::orders::place_order;
 use support::{order_of, product, user_with};
 use tracing::instrument::WithSubscriber;
-use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt};
-
-/// A log sink for a test subscriber: everything written, as text.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    /// A subscriber built as the binary builds its own (`src/telemetry.rs`): a registry with a
-    /// text printer filtered by `filter`, the filter the printer's alone.
-    fn subscriber(&self, filter: &str) -> impl tracing::Subscriber + Send + Sync + 'static {
-        // tracing caches per-callsite interest; while a single dispatcher exists it asks only the
-        // registering thread's default, so a callsite first reached by another test (with no
-        // subscriber) would stay disabled for ours. A second, never-dropped dispatcher makes it
-        // ask every registered one (as `lab/tests/observe.rs` does).
-        static SECOND_DISPATCHER: OnceLock<tracing::Dispatch> = OnceLock::new();
-        SECOND_DISPATCHER
-            .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-        let sink = self.clone();
-        tracing_subscriber::registry()
-            .with(sql_observe::row_count_layer())
-            .with(
-                fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(move || sink.clone())
-                    .with_filter(EnvFilter::new(filter)),
-            )
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 postgres_tests! {
     // PostgreSQL only: a trigger can fail a statement with a retryable SQLSTATE there; SQLite's
@@ -88,7 +42,7 @@ postgres_tests! {
         let log = CapturedLog::default();
 
         let order = place_order(&db.conn, buyer, order_of(&[(pen.id, 1)]))
-            .with_subscriber(log.subscriber("info"))
+            .with_subscriber(log.subscriber_like_the_binary("info"))
             .await?;
 
         let text = log.text();

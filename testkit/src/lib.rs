@@ -11,6 +11,8 @@
 //! The ignore switch is a `cfg(mercado_postgres)` that each test-hosting crate's `build.rs` sets
 //! when `TEST_POSTGRES_URL` is present at build time (see [`POSTGRES_URL_VAR`]).
 
+pub mod log;
+
 use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Once, time::Duration};
 
 use anyhow::{Context, bail};
