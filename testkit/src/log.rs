@@ -8,7 +8,7 @@ use std::{
 use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt};
 
 /// A log sink: everything written to it, kept in memory. Clones share the text.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
 impl io::Write for CapturedLog {
