@@ -63,9 +63,7 @@ async fn killing_all_the_apps_backends_three_times_loses_no_acknowledged_write()
         killed.iter().all(|&n| n > 0),
         "a kill found no backend of mercado: {killed:?}"
     );
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    s.conclude(plan, result, window, recovered).await?;
+    s.recover_and_conclude(plan, load, window).await?;
     Ok(())
 }
 
@@ -92,9 +90,7 @@ async fn stopping_the_server_for_three_seconds_loses_nothing_and_mercado_recover
     tokio::time::sleep(targets::SHORT_OUTAGE).await;
     s.pg.start().await?;
     let window = s.fault_ends(&load, start);
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    s.conclude(plan, result, window, recovered).await?;
+    s.recover_and_conclude(plan, load, window).await?;
     Ok(())
 }
 
@@ -123,9 +119,7 @@ async fn stopping_the_server_for_longer_than_the_acquire_timeout_loses_nothing_a
     tokio::time::sleep(Duration::from_secs(8)).await;
     s.pg.start().await?;
     let window = s.fault_ends(&load, start);
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    s.conclude(plan, result, window, recovered).await?;
+    s.recover_and_conclude(plan, load, window).await?;
     Ok(())
 }
 
@@ -151,9 +145,7 @@ async fn crashing_the_server_keeps_every_acknowledged_write_and_mercado_recovers
     s.pg.crash()?;
     s.pg.start().await?;
     let window = s.fault_ends(&load, start);
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    s.conclude(plan, result, window, recovered).await?;
+    s.recover_and_conclude(plan, load, window).await?;
     Ok(())
 }
 
@@ -187,9 +179,7 @@ async fn statements_held_past_the_statement_timeout_fail_and_change_nothing() ->
         tx.rollback().await?;
     }
     let window = s.fault_ends(&load, start);
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    let record = s.conclude(plan, result, window, recovered).await?;
+    let record = s.recover_and_conclude(plan, load, window).await?;
     anyhow::ensure!(
         record.failures.orders > 0,
         "no order failed while inventory was locked: the fault did not happen"
@@ -226,9 +216,7 @@ async fn twenty_clients_on_two_busy_connections_are_all_answered_within_their_de
     at(&load, Duration::from_secs(7)).await;
     hold_inventory_lock(&s, Duration::from_secs(6)).await?;
     let window = s.fault_ends(&load, start);
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    s.conclude(plan, result, window, recovered).await?;
+    s.recover_and_conclude(plan, load, window).await?;
     Ok(())
 }
 
@@ -255,9 +243,7 @@ async fn a_sigkilled_mercado_started_again_has_kept_every_acknowledged_write() -
     // The fault is the kill; the restart is part of recovering from it.
     let window = s.fault_ends(&load, start);
     s.app.restart().await?;
-    let recovered = s.await_recovery(&window).await;
-    let result = load.finish().await?;
-    let record = s.conclude(plan, result, window, recovered).await?;
+    let record = s.recover_and_conclude(plan, load, window).await?;
     anyhow::ensure!(
         record.failed > 0,
         "no request failed although Mercado was killed under load"

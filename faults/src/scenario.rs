@@ -175,6 +175,19 @@ impl Scenario {
         None
     }
 
+    /// Everything after the fault's end: wait for recovery ([`Scenario::await_recovery`]), let
+    /// the load run out, and [`Scenario::conclude`].
+    pub async fn recover_and_conclude(
+        self,
+        plan: LoadPlan,
+        load: LoadHandle,
+        window: FaultWindow,
+    ) -> anyhow::Result<FaultRecord> {
+        let recovered = self.await_recovery(&window).await;
+        let result = load.finish().await?;
+        self.conclude(plan, result, window, recovered).await
+    }
+
     /// Resend the failed keyed writes, check every invariant, write the record (to
     /// `FAULTS_REPORT_DIR` when set) and fail if an invariant did not hold — or, under
     /// `FAULTS_STRICT=1`, if a target was missed.
