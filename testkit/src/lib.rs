@@ -5,8 +5,9 @@
 //! [`backend_tests!`] runs on every configured backend: SQLite always, PostgreSQL when
 //! `TEST_POSTGRES_URL` names a server. Without it the PostgreSQL runs are reported by the test
 //! runner as *ignored*, with the reason, never as passed. Tests are silent unless `TEST_LOG` is
-//! set. This crate depends on the migration crate, SeaORM and `sql-observe` only (not on
-//! `service`), so every other crate can use it as a dev-dependency.
+//! set. Tests that read what was logged take their sink from [`log`]. This crate depends on the
+//! migration crate, SeaORM, `sql-observe` and tracing only (not on `service`), so every other
+//! crate can use it as a dev-dependency.
 //!
 //! The ignore switch is a `cfg(mercado_postgres)` that each test-hosting crate's `build.rs` sets
 //! when `TEST_POSTGRES_URL` is present at build time (see [`POSTGRES_URL_VAR`]).
