@@ -64,7 +64,7 @@ backend_tests! {
         Ok(())
     }
 
-    async fn the_guarded_update_run_twice_on_each_side_is_suppressed_with_the_comparisons_reason(
+    async fn the_guarded_update_twice_in_a_loop_is_suppressed_with_the_comparisons_reason_and_on_two_lines_is_no_finding(
         db: TestDb
     ) -> anyhow::Result<()> {
         let mut conn = db.conn.clone();
@@ -77,12 +77,14 @@ backend_tests! {
             observe::scope(Scope::test("raw"), compare::guarded_update_raw(&conn, &inputs)).await;
 
         assert_eq!(orm?, raw?);
-        for report in [orm_report, raw_report] {
-            assert!(report.findings.is_empty(), "{:#?}", report.findings);
-            assert_eq!(report.suppressed.len(), 1, "{:#?}", report.suppressed);
-            let reason = report.suppressed[0].safelisted.as_deref();
-            assert_eq!(reason, Some(compare::GUARDED_UPDATE_TWICE));
-        }
+        // The ORM side calls the update once on each of two lines: two places, not a loop.
+        assert!(orm_report.findings.is_empty(), "{:#?}", orm_report.findings);
+        assert!(orm_report.suppressed.is_empty(), "{:#?}", orm_report.suppressed);
+        // The raw side runs it twice in a loop: a repetition, safelisted with its reason.
+        assert!(raw_report.findings.is_empty(), "{:#?}", raw_report.findings);
+        assert_eq!(raw_report.suppressed.len(), 1, "{:#?}", raw_report.suppressed);
+        let reason = raw_report.suppressed[0].safelisted.as_deref();
+        assert_eq!(reason, Some(compare::GUARDED_UPDATE_TWICE));
         Ok(())
     }
 

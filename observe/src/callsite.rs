@@ -1,56 +1,130 @@
-//! Which function of ours issued a statement.
+//! Where a statement comes from: the code addresses on the stack when it ran, and, only when a
+//! finding is reported, the functions of ours they belong to.
 //!
-//! Why a backtrace: `#[track_caller]` stops at the first `.await`, and reading the current
-//! tracing span would name a function only where someone remembered `#[instrument]`. The metric
-//! callback runs synchronously inside the query's future, so the stack at that moment holds the
-//! poll frames of every `async fn` awaiting it (`my_app::orders::list::{{closure}}`), down to
-//! the one that built the query. Capturing is not free (a stack walk, and symbol resolution when
-//! the finding is printed), so the scope captures one only when a fingerprint repeats — the
-//! second occurrence, which is the one inside the loop — and resolves it only when a finding is
-//! reported. `std::backtrace` gives no structured frames on stable Rust, so its documented
-//! `Display` form (`N: path::to::fn` then `at file:line:col`) is read line by line.
+//! Why the stack: an N+1 is the same statement issued again and again *from one place*, so the
+//! detector groups statements by fingerprint and by the stack they ran on. Looking up the
+//! sender's account on one line and the recipient's on the next are two places, not a loop.
+//! `#[track_caller]` stops at the first `.await` and a tracing span names a function only where
+//! someone remembered `#[instrument]`; but the metric callback runs synchronously inside the
+//! query's future, so the stack at that moment holds the poll frames of every `async fn`
+//! awaiting it, down to the one that built the query.
+//!
+//! The walk is cheap because nothing is resolved to a name on the way: each frame contributes
+//! its return address to a hash, and the walk stops at the outermost scope's own poll frame
+//! (found by stack address, see [`Boundary`]), so the runtime's frames below it, which differ
+//! from poll to poll, never split a loop in two. Recursion does not either: an address already
+//! seen is not hashed again. Names, files and lines are resolved (with the `backtrace` crate,
+//! from the binary's line tables, inlined functions included) only for a stack a finding names.
+//! A release build needs line tables for that: `debug = "line-tables-only"` in its profile.
 
-use std::backtrace::Backtrace;
+use std::{
+    cell::Cell,
+    collections::HashSet,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+};
 
-/// The innermost frame from one of `own_crates` (crate names such as `my_app`), skipping the
-/// frames of `excluded` (this crate, `sql_observe`), as `path::to::fn (file:line)`.
-pub(crate) fn innermost_own_frame(
-    backtrace: &Backtrace,
-    own_crates: &[String],
-    excluded: &str,
-) -> Option<String> {
-    let text = backtrace.to_string();
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
-        let Some(function) = frame_function(line) else {
-            continue;
-        };
-        let location = lines
-            .peek()
-            .and_then(|next| next.trim_start().strip_prefix("at "))
-            .map(str::to_owned);
-        let path = clean_function(function);
-        // `<my_app::x::Y as Trait>::f` belongs to the crate of the type.
-        let owner = path.trim_start_matches('<');
-        let ours = own_crates
-            .iter()
-            .any(|krate| owner.starts_with(&format!("{krate}::")));
-        if ours && !owner.starts_with(excluded) {
-            return Some(match location {
-                Some(location) => format!("{path} ({})", shorten(&location)),
-                None => path,
-            });
-        }
-    }
-    None
+/// The most frames a statement's walk looks at: deeper stacks are cut, never followed further.
+const MAX_FRAMES: usize = 128;
+
+thread_local! {
+    /// The stack address of the outermost scope boundary being polled on this thread, or 0.
+    static OUTERMOST: Cell<usize> = const { Cell::new(0) };
 }
 
-/// `  12: my_app::orders::x::{{closure}}` → `my_app::orders::x::{{closure}}`.
-fn frame_function(line: &str) -> Option<&str> {
-    let trimmed = line.trim_start();
-    let (number, rest) = trimmed.split_once(": ")?;
-    number.parse::<usize>().ok()?;
-    Some(rest.trim())
+/// Marks the poll frame of a scope (or of a task carried into one) as the end of every walk
+/// made while it is on the stack, unless an outer one already is. Dropped when the poll ends.
+#[derive(Debug)]
+pub(crate) struct Boundary {
+    previous: usize,
+}
+
+impl Boundary {
+    /// `marker` is a local of the poll function: frames called from it lie below its address.
+    pub(crate) fn enter(marker: &u8) -> Self {
+        let address = std::ptr::from_ref(std::hint::black_box(marker)) as usize;
+        let previous = OUTERMOST.get();
+        if previous == 0 {
+            OUTERMOST.set(address);
+        }
+        Self { previous }
+    }
+}
+
+impl Drop for Boundary {
+    fn drop(&mut self) {
+        OUTERMOST.set(self.previous);
+    }
+}
+
+/// A statement's origin: the return addresses of its frames inside the scope, innermost first,
+/// and those of the task that spawned it, if it runs in a carried task.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// Equal for two statements issued from the same place by the same path.
+    pub(crate) key: u64,
+    pub(crate) addresses: Arc<[usize]>,
+}
+
+impl Origin {
+    /// The stack of the current thread up to the outermost boundary, joined to `outer` (the
+    /// origin of the spawning task, when this one was spawned inside a scope).
+    pub(crate) fn here(outer: Option<&Origin>) -> Self {
+        let boundary = OUTERMOST.get();
+        let mut addresses: Vec<usize> = Vec::with_capacity(48);
+        backtrace::trace(|frame| {
+            let below_boundary = boundary == 0 || (frame.sp() as usize) <= boundary;
+            if below_boundary {
+                addresses.push(frame.ip() as usize);
+            }
+            below_boundary && addresses.len() < MAX_FRAMES
+        });
+        let mut seen = HashSet::with_capacity(addresses.len());
+        addresses.retain(|address| seen.insert(*address));
+        let mut hasher = DefaultHasher::new();
+        addresses.hash(&mut hasher);
+        if let Some(outer) = outer {
+            outer.key.hash(&mut hasher);
+            addresses.extend(outer.addresses.iter().filter(|a| !seen.contains(a)));
+        }
+        Self {
+            key: hasher.finish(),
+            addresses: addresses.into(),
+        }
+    }
+
+    /// The functions of `own_crates` on this stack, innermost first, as `path (file:line)`,
+    /// each function once, skipping the frames of `excluded` (this crate).
+    pub(crate) fn own_functions(&self, own_crates: &[String], excluded: &str) -> Vec<String> {
+        let mut functions: Vec<(String, String)> = Vec::new();
+        for &address in self.addresses.iter() {
+            // Innermost first: inlined functions come before the one they were inlined into.
+            backtrace::resolve(address as *mut std::ffi::c_void, |symbol| {
+                let Some(name) = symbol.name() else {
+                    return;
+                };
+                let path = clean_function(&format!("{name:#}"));
+                // `<my_app::x::Y as Trait>::f` belongs to the crate of the type.
+                let owner = path.trim_start_matches('<');
+                let ours = own_crates
+                    .iter()
+                    .any(|krate| owner.starts_with(&format!("{krate}::")));
+                if !ours || owner.starts_with(excluded) {
+                    return;
+                }
+                let location = match (symbol.filename(), symbol.lineno()) {
+                    (Some(file), Some(line)) => {
+                        format!("{} ({}:{line})", path, shorten(&file.to_string_lossy()))
+                    }
+                    _ => path.clone(),
+                };
+                if !functions.iter().any(|(known, _)| *known == path) {
+                    functions.push((path, location));
+                }
+            });
+        }
+        functions.into_iter().map(|(_, shown)| shown).collect()
+    }
 }
 
 /// Drops what says nothing to a reader: async closure suffixes and symbol hashes.
@@ -68,21 +142,14 @@ fn clean_function(function: &str) -> String {
     path
 }
 
-/// `/work/x/my_app/src/orders.rs:12:5` → `my_app/src/orders.rs:12`: the path from the
-/// crate directory, without the column.
-fn shorten(location: &str) -> String {
-    let without_column = match location.rsplit_once(':') {
-        Some((rest, column)) if column.chars().all(|c| c.is_ascii_digit()) => rest,
-        _ => location,
-    };
-    let relative = without_column
+/// `/work/x/my_app/src/orders.rs` → `my_app/src/orders.rs`: the path from the crate directory.
+fn shorten(file: &str) -> String {
+    let relative = file
         .find("/src/")
-        .and_then(|src| {
-            without_column[..src]
-                .rfind('/')
-                .map(|dir| &without_column[dir + 1..])
-        })
-        .unwrap_or(without_column);
+        .or_else(|| file.find("/tests/"))
+        .or_else(|| file.find("/examples/"))
+        .and_then(|src| file[..src].rfind('/').map(|dir| &file[dir + 1..]))
+        .unwrap_or(file);
     relative.trim_start_matches("./").to_owned()
 }
 
@@ -103,26 +170,47 @@ mod tests {
     }
 
     #[test]
-    fn locations_are_shown_from_the_crate_directory() {
+    fn files_are_shown_from_the_crate_directory() {
         assert_eq!(
-            shorten("/work/wt/service/src/loading.rs:120:9"),
-            "service/src/loading.rs:120"
+            shorten("/work/wt/service/src/loading.rs"),
+            "service/src/loading.rs"
         );
-        assert_eq!(shorten("./src/main.rs:3:1"), "src/main.rs:3");
+        assert_eq!(
+            shorten("/work/wt/lab/tests/observe.rs"),
+            "lab/tests/observe.rs"
+        );
+        assert_eq!(shorten("./src/main.rs"), "src/main.rs");
+    }
+
+    #[inline(never)]
+    fn origin_of_a_helper() -> Origin {
+        Origin::here(None)
     }
 
     #[test]
     fn this_test_is_found_as_its_own_call_site() {
-        let backtrace = Backtrace::force_capture();
-        let site = innermost_own_frame(
-            &backtrace,
-            &["sql_observe".to_owned()],
-            "sql_observe::nothing",
-        );
-        let site = site.unwrap_or_default();
+        let origin = origin_of_a_helper();
+        let functions =
+            origin.own_functions(&["sql_observe".to_owned()], "sql_observe::callsite::Origin");
         assert!(
-            site.contains("this_test_is_found_as_its_own_call_site"),
-            "{site}"
+            functions
+                .first()
+                .is_some_and(|f| f.contains("origin_of_a_helper")),
+            "{functions:?}"
         );
+        assert!(
+            functions
+                .iter()
+                .any(|f| f.contains("this_test_is_found_as_its_own_call_site")),
+            "{functions:?}"
+        );
+    }
+
+    #[test]
+    fn the_same_line_gives_the_same_key_and_another_line_another() {
+        let in_a_loop: Vec<u64> = (0..3).map(|_| origin_of_a_helper().key).collect();
+        let elsewhere = origin_of_a_helper().key;
+        assert!(in_a_loop.windows(2).all(|pair| pair[0] == pair[1]));
+        assert_ne!(in_a_loop[0], elsewhere);
     }
 }

@@ -4,14 +4,21 @@
 //! finds the scope of exactly that request, test or command. Never a thread-local (a task moves
 //! between worker threads at every `.await`) and never a global (concurrent requests would mix).
 //! Scopes nest: a statement is captured by the innermost scope and every scope around it.
+//!
+//! Two more task-locals ride along: the [`attempt`] a statement belongs to, so that a retried
+//! unit of work never looks like a repeated one, and, in a task spawned through [`spawn`] or
+//! [`in_current_scope`], the origin of the code that spawned it, so that its statements are
+//! grouped by the whole logical stack and not only by the task's own frames.
 
 use std::{
-    backtrace::Backtrace,
-    collections::HashMap,
     fmt,
     future::Future,
     hash::{DefaultHasher, Hash, Hasher},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    pin::pin,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -20,10 +27,18 @@ use serde::Serialize;
 
 use tracing::Instrument;
 
-use crate::{ObserveConfig, StatementLine, report::ScopeReport, rows::RowCounts, sql};
+use crate::{
+    DetectorMode, ObserveConfig, StatementLine,
+    callsite::{Boundary, Origin},
+    report::ScopeReport,
+    rows::RowCounts,
+    sql::{self, SqlShape},
+};
 
 tokio::task_local! {
     static CURRENT: Option<Arc<Mutex<ScopeState>>>;
+    static ATTEMPT: Option<Arc<AttemptNode>>;
+    static SPAWNED_FROM: Option<Origin>;
 }
 
 /// What a scope stands for.
@@ -93,6 +108,9 @@ pub struct CapturedStatement {
     pub rows: Option<u64>,
     /// The statement's position in its scope, from 1.
     pub sequence: usize,
+    /// Sent by an [`attempt`] that failed and was run again: kept in the report, never
+    /// counted by the detector.
+    pub retried: bool,
     /// Equal when all bound values are equal (secrets included, though never shown).
     #[serde(skip)]
     pub(crate) params_key: u64,
@@ -103,6 +121,14 @@ pub struct CapturedStatement {
     /// `EXPLAIN`, say) without holding a secret.
     #[serde(skip)]
     pub values: Vec<Value>,
+    /// What the tokenizer learned about it: cursor, limit, order, the tables it reads and writes.
+    #[serde(skip)]
+    pub(crate) shape: Arc<SqlShape>,
+    /// Where it was issued from; `None` when the detector is off.
+    #[serde(skip)]
+    pub(crate) origin: Option<Origin>,
+    #[serde(skip)]
+    pub(crate) attempt: Option<Arc<AttemptNode>>,
 }
 
 fn as_micros<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -128,8 +154,9 @@ pub(crate) struct ScopeState {
     pub(crate) scope: Scope,
     pub(crate) config: Option<Arc<ObserveConfig>>,
     pub(crate) statements: Vec<CapturedStatement>,
-    /// For each fingerprint: how often it ran, and the stack of its second run.
-    pub(crate) repeats: HashMap<String, (usize, Option<Arc<Backtrace>>)>,
+    /// Set when the scope has ended and its report is taken: later statements (of a task it
+    /// spawned that outlived it) are not captured.
+    ended: bool,
     /// Row counts of finished statements, left by the row-count layer for the callback.
     row_counts: Arc<RowCounts>,
     parent: Option<Arc<Mutex<ScopeState>>>,
@@ -151,16 +178,116 @@ pub async fn scope<F: Future>(scope: Scope, future: F) -> (F::Output, ScopeRepor
         scope,
         config: None,
         statements: Vec::new(),
-        repeats: HashMap::new(),
+        ended: false,
         row_counts,
         parent,
     }));
     let output = CURRENT
-        .scope(Some(Arc::clone(&state)), future.instrument(span))
+        .scope(Some(Arc::clone(&state)), bounded(future).instrument(span))
         .await;
-    let report = ScopeReport::from_state(&mut lock(&state));
+    let report = {
+        let mut state = lock(&state);
+        state.ended = true;
+        ScopeReport::from_state(&mut state)
+    };
     report.act();
     (output, report)
+}
+
+/// Polls `future` with its poll frame marked as the end of the call-site walks made inside it.
+async fn bounded<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    std::future::poll_fn(|cx| {
+        let marker = 0u8;
+        let _boundary = Boundary::enter(&marker);
+        future.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Carries the current scope into `future`, for a task that will run it elsewhere: its
+/// statements are captured by the scope (and the scopes around it) as if it ran inline, with
+/// row counts, inside the current [`attempt`], and grouped by where it was spawned from as well
+/// as by its own frames. Outside a scope it returns the future unchanged in effect. For a
+/// `JoinSet`: `tasks.spawn(sql_observe::in_current_scope(load(db.clone(), id)))`.
+pub fn in_current_scope<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    let scope = CURRENT.try_with(Clone::clone).ok().flatten();
+    let attempt = ATTEMPT.try_with(Clone::clone).ok().flatten();
+    let outer = SPAWNED_FROM.try_with(Clone::clone).ok().flatten();
+    // One walk per spawn, made here on the spawner's stack, where its call site still is.
+    let spawned_from = scope.as_ref().map(|_| Origin::here(outer.as_ref()));
+    let carried = async move {
+        let future = SPAWNED_FROM.scope(spawned_from, bounded(future));
+        CURRENT.scope(scope, ATTEMPT.scope(attempt, future)).await
+    };
+    carried.instrument(tracing::Span::current())
+}
+
+/// `tokio::spawn` of [`in_current_scope`]`(future)`: one word to keep spawned work visible.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(in_current_scope(future))
+}
+
+/// One run of a unit of work that may be run again, returned by [`attempt`].
+#[derive(Debug)]
+pub struct Attempt {
+    id: u64,
+    scope: Option<Arc<Mutex<ScopeState>>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct AttemptNode {
+    id: u64,
+    parent: Option<Arc<AttemptNode>>,
+}
+
+impl AttemptNode {
+    fn is_within(&self, id: u64) -> bool {
+        self.id == id || self.parent.as_ref().is_some_and(|p| p.is_within(id))
+    }
+}
+
+static NEXT_ATTEMPT: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `future` as one attempt of a unit of work that a retry loop may run again. If the loop
+/// does, it calls [`Attempt::mark_retried`]: the attempt's statements stay in the report,
+/// marked `retried`, and never make a duplicate or an N+1 with those of the next attempt.
+pub async fn attempt<F: Future>(future: F) -> (F::Output, Attempt) {
+    let node = Arc::new(AttemptNode {
+        id: NEXT_ATTEMPT.fetch_add(1, Ordering::Relaxed),
+        parent: ATTEMPT.try_with(Clone::clone).ok().flatten(),
+    });
+    let attempt = Attempt {
+        id: node.id,
+        scope: CURRENT.try_with(Clone::clone).ok().flatten(),
+    };
+    let output = ATTEMPT.scope(Some(node), future).await;
+    (output, attempt)
+}
+
+impl Attempt {
+    /// Marks the statements this attempt sent (nested attempts' included) as retried, in its
+    /// scope and every scope around it.
+    pub fn mark_retried(&self) {
+        let mut current = self.scope.clone();
+        while let Some(state) = current {
+            let mut guard = lock(&state);
+            for statement in &mut guard.statements {
+                if statement
+                    .attempt
+                    .as_ref()
+                    .is_some_and(|node| node.is_within(self.id))
+                {
+                    statement.retried = true;
+                }
+            }
+            current = guard.parent.clone();
+        }
+    }
 }
 
 /// Runs `future` with capture suspended: for a test's arrangement inside a measured scope.
@@ -237,36 +364,35 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
     let Some(innermost) = scope else {
         return;
     };
+    if lock(&innermost).ended {
+        return;
+    }
+    let origin = (config.mode != DetectorMode::Off).then(|| {
+        let spawned_from = SPAWNED_FROM.try_with(Clone::clone).ok().flatten();
+        Origin::here(spawned_from.as_ref())
+    });
     let captured = CapturedStatement {
         sql: statement.sql.clone(),
         params,
-        fingerprint: shape.fingerprint,
+        fingerprint: shape.fingerprint.clone(),
         batch_size: shape.batch_size,
         elapsed: info.elapsed,
         failed: info.failed,
         rows,
         sequence: 0,
+        retried: false,
         params_key: params_hasher.finish(),
         page_key: page_hasher.finish(),
         values: kept_values,
+        shape: Arc::new(shape),
+        origin,
+        attempt: ATTEMPT.try_with(Clone::clone).ok().flatten(),
     };
-    let mut backtrace: Option<Arc<Backtrace>> = None;
     let mut current = Some(innermost);
     while let Some(state) = current {
         let mut guard = lock(&state);
         if guard.config.is_none() {
             guard.config = Some(Arc::clone(config));
-        }
-        let repeat = guard
-            .repeats
-            .entry(captured.fingerprint.clone())
-            .or_insert((0, None));
-        repeat.0 += 1;
-        // The second run of a fingerprint is the first sign of a loop: remember where it was.
-        if repeat.0 == 2 && config.mode != crate::DetectorMode::Off {
-            let captured_here =
-                backtrace.get_or_insert_with(|| Arc::new(Backtrace::force_capture()));
-            repeat.1 = Some(Arc::clone(captured_here));
         }
         let mut entry = captured.clone();
         entry.sequence = guard.statements.len() + 1;

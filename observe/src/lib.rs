@@ -5,6 +5,8 @@ mod callsite;
 mod capture;
 mod log;
 pub mod report;
+// Without `row-counts`, nothing fills the counts, and the parts that read sqlx's events rest.
+#[cfg_attr(not(feature = "row-counts"), allow(dead_code))]
 mod rows;
 mod sql;
 #[cfg(feature = "testing")]
@@ -15,9 +17,13 @@ use std::{sync::Arc, time::Duration};
 use sea_orm::{ConnectOptions, DatabaseConnection};
 use serde::Serialize;
 
-pub use capture::{CapturedStatement, Scope, ScopeKind, scope, unobserved};
+pub use capture::{
+    Attempt, CapturedStatement, Scope, ScopeKind, attempt, in_current_scope, scope, spawn,
+    unobserved,
+};
 pub use log::{DEFAULT_TARGET, SqlLog, StatementLine, TracingLog};
-pub use report::{Finding, FindingKind, ScopeReport};
+pub use report::{Finding, FindingKind, PagedRead, ScopeReport};
+#[cfg(feature = "row-counts")]
 pub use rows::layer as row_count_layer;
 #[cfg(feature = "testing")]
 pub use testing::{assert_no_growth, assert_statement_count, assert_statements_at_most};

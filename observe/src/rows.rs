@@ -21,6 +21,7 @@ use tracing::{
     Event, Span, Subscriber,
     field::{Field, Visit},
 };
+#[cfg(feature = "row-counts")]
 use tracing_subscriber::{
     Layer, Registry,
     filter::filter_fn,
@@ -36,6 +37,7 @@ const SCOPE_SPAN_TARGET: &str = "sql_observe::scope";
 /// callback (`BEGIN`, `COMMIT`, unprepared ones) leave theirs behind; this bounds them.
 const MAX_WAITING: usize = 32;
 
+#[cfg(feature = "row-counts")]
 /// The tracing layer that hands sqlx's row counts to the scopes. Add it to the subscriber
 /// (`tracing_subscriber::registry().with(observe::row_count_layer())`) and connect with
 /// [`crate::count_rows`] applied to the connect options, or no event is ever emitted.
@@ -75,6 +77,12 @@ impl RowCounts {
 
 /// A span for a scope, carrying `counts` for the layer to fill. The span is disabled (and the
 /// counts stay empty) when no subscriber with the layer is installed.
+#[cfg(not(feature = "row-counts"))]
+pub(crate) fn scope_span(_counts: &Arc<RowCounts>) -> Span {
+    tracing::trace_span!(target: SCOPE_SPAN_TARGET, "sql_scope")
+}
+
+#[cfg(feature = "row-counts")]
 pub(crate) fn scope_span(counts: &Arc<RowCounts>) -> Span {
     let span = tracing::trace_span!(target: SCOPE_SPAN_TARGET, "sql_scope");
     span.with_subscriber(|(id, dispatch)| {
@@ -88,8 +96,10 @@ pub(crate) fn scope_span(counts: &Arc<RowCounts>) -> Span {
     span
 }
 
+#[cfg(feature = "row-counts")]
 struct RowCountLayer;
 
+#[cfg(feature = "row-counts")]
 impl<S> Layer<S> for RowCountLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -112,6 +122,7 @@ where
     }
 }
 
+#[cfg(feature = "row-counts")]
 fn counts_of<S>(span: &SpanRef<'_, S>) -> Option<Arc<RowCounts>>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,

@@ -166,6 +166,24 @@ pub(crate) struct SqlShape {
     pub columns: Vec<BTreeSet<String>>,
     /// Placeholders (0-based) bound to an `OFFSET`: pages of one query differ only there.
     pub offset_params: Vec<usize>,
+    /// Placeholders (0-based) compared with `<`, `>`, `<=` or `>=`: a keyset cursor, when the
+    /// statement is also ordered and limited.
+    pub range_params: Vec<usize>,
+    /// The page size: a `LIMIT` bound to a placeholder (0-based) or written as a number.
+    pub limit: Option<Limit>,
+    /// Whether it has an `ORDER BY`.
+    pub ordered: bool,
+    /// The table an `INSERT`, `UPDATE` or `DELETE` writes, lowercase.
+    pub written_table: Option<String>,
+    /// The tables named after `FROM` and `JOIN`, lowercase.
+    pub read_tables: Vec<String>,
+}
+
+/// How a statement's `LIMIT` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    Placeholder(usize),
+    Literal(u64),
 }
 
 impl SqlShape {
@@ -252,14 +270,76 @@ fn column_before_operator<'a>(tokens: &[Token<'a>], index: usize) -> Option<&'a 
     }
 }
 
+/// The table named at `at`: `"t"`, `t` or `"schema"."t"` (the last part), lowercase.
+fn table_at(tokens: &[Token<'_>], mut at: usize) -> Option<String> {
+    let mut name = tokens.get(at)?.identifier()?;
+    if is_keyword(name) {
+        return None;
+    }
+    while tokens.get(at + 1).is_some_and(|t| t.is_punct(".")) {
+        at += 2;
+        name = tokens.get(at)?.identifier()?;
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+fn is_range_operator(token: &Token<'_>) -> bool {
+    matches!(token, Token::Punct(op) if matches!(*op, "<" | ">" | "<=" | ">="))
+}
+
 /// Reads `sql` as `backend` writes it.
 pub(crate) fn shape(sql: &str, backend: DbBackend) -> SqlShape {
     let tokens = tokenize(sql, backend);
     let mut shape = SqlShape::default();
     let mut insert_columns: Vec<&str> = Vec::new();
+    // The `)` that ends a `(a, b) > ($1, $2)` row comparison, while inside one.
+    let mut row_comparison_until: Option<usize> = None;
     let mut i = 0;
     while i < tokens.len() {
         let token = tokens[i];
+        if row_comparison_until.is_some_and(|end| i > end) {
+            row_comparison_until = None;
+        }
+        if i == 0 || tokens[i - 1].is_punct("(") || tokens[i - 1].is_punct(";") {
+            let written = if token.is_word("INSERT") || token.is_word("REPLACE") {
+                tokens[i + 1..]
+                    .iter()
+                    .position(|t| t.is_word("INTO"))
+                    .and_then(|into| table_at(&tokens, i + 2 + into))
+            } else if token.is_word("UPDATE") {
+                table_at(&tokens, i + 1)
+            } else if token.is_word("DELETE")
+                && tokens.get(i + 1).is_some_and(|t| t.is_word("FROM"))
+            {
+                table_at(&tokens, i + 2)
+            } else {
+                None
+            };
+            if written.is_some() && shape.written_table.is_none() {
+                shape.written_table = written;
+            }
+        }
+        if (token.is_word("FROM") || token.is_word("JOIN"))
+            && let Some(table) = table_at(&tokens, i + 1)
+            && !shape.read_tables.contains(&table)
+        {
+            shape.read_tables.push(table);
+        }
+        if token.is_word("ORDER") && tokens.get(i + 1).is_some_and(|t| t.is_word("BY")) {
+            shape.ordered = true;
+        }
+        if token.is_word("LIMIT") {
+            match tokens.get(i + 1) {
+                Some(Token::Placeholder(n)) => {
+                    shape.limit = n.checked_sub(1).map(Limit::Placeholder);
+                }
+                Some(Token::Number(n)) => shape.limit = n.parse().ok().map(Limit::Literal),
+                _ => {}
+            }
+        }
+        if is_range_operator(&token) && tokens.get(i + 1).is_some_and(|t| t.is_punct("(")) {
+            row_comparison_until = Some(matching_paren(&tokens, i + 1));
+        }
         // `INSERT INTO "t" ("a", "b")`: remember the column list for the VALUES that follow.
         if token.is_word("INTO") {
             let mut at = i + 1;
@@ -340,6 +420,11 @@ pub(crate) fn shape(sql: &str, backend: DbBackend) -> SqlShape {
             let previous = i.checked_sub(1).and_then(|p| tokens.get(p));
             if previous.is_some_and(|p| p.is_word("OFFSET")) {
                 shape.offset_params.push(n.saturating_sub(1));
+            }
+            if (previous.is_some_and(is_range_operator) || row_comparison_until.is_some())
+                && let Some(index) = n.checked_sub(1)
+            {
+                shape.range_params.push(index);
             }
             shape.bind(n, column_before_operator(&tokens, i));
         }
@@ -427,6 +512,52 @@ mod tests {
         assert!(page.columns[0].contains("token_hash"));
         assert!(page.columns[1].contains("id"));
         assert_eq!(page.offset_params, vec![3]);
+    }
+
+    #[test]
+    fn keyset_cursors_limits_and_order_are_found() {
+        let keyset = shape(
+            r#"SELECT "m"."id" FROM "messages" AS "m" WHERE "m"."id" > $1 AND "m"."conversation_id" = $2 ORDER BY "m"."id" ASC LIMIT $3"#,
+            DbBackend::Postgres,
+        );
+        assert_eq!(keyset.range_params, vec![0]);
+        assert_eq!(keyset.limit, Some(Limit::Placeholder(2)));
+        assert!(keyset.ordered);
+        assert_eq!(keyset.read_tables, vec!["messages".to_owned()]);
+        assert_eq!(keyset.written_table, None);
+
+        let rows = shape(
+            r#"SELECT * FROM "m" WHERE ("m"."created_at", "m"."id") < (?, ?) ORDER BY 1 LIMIT 10"#,
+            DbBackend::Sqlite,
+        );
+        assert_eq!(rows.range_params, vec![0, 1]);
+        assert_eq!(rows.limit, Some(Limit::Literal(10)));
+    }
+
+    #[test]
+    fn the_table_a_write_changes_is_named() {
+        for (sql, table) in [
+            (
+                r#"INSERT INTO "public"."Orders" ("a") VALUES ($1)"#,
+                "orders",
+            ),
+            (
+                r#"UPDATE "inventory" SET "stock" = $1 WHERE "id" = $2"#,
+                "inventory",
+            ),
+            (r#"DELETE FROM "carts" WHERE "id" = $1"#, "carts"),
+        ] {
+            assert_eq!(
+                shape(sql, DbBackend::Postgres).written_table.as_deref(),
+                Some(table),
+                "{sql}"
+            );
+        }
+        let join = shape(
+            r#"SELECT 1 FROM "a" INNER JOIN "b" ON "a"."id" = "b"."a_id""#,
+            DbBackend::Postgres,
+        );
+        assert_eq!(join.read_tables, vec!["a".to_owned(), "b".to_owned()]);
     }
 
     #[test]

@@ -151,7 +151,10 @@ where
     let mut contended = 1;
     let mut first_loss: Option<Instant> = None;
     loop {
-        let error = match op().await {
+        // Each run is its own attempt: the statements of one that fails and is run again are
+        // marked retried, so the N+1 detector never takes the retry for a repeated query.
+        let (outcome, this_attempt) = sql_observe::attempt(op()).await;
+        let error = match outcome {
             Ok(value) => {
                 if first_loss.is_some() {
                     tracing::info!(attempt, "ran again on a fresh connection, and succeeded");
@@ -187,6 +190,7 @@ where
         } else {
             return Err(error);
         };
+        this_attempt.mark_retried();
         // The thread-local generator is not `Send`; it is dropped before the await.
         let delay = policy.jittered_delay(attempt, &mut rand::rng());
         tracing::warn!(
