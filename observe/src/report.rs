@@ -59,7 +59,8 @@ pub struct Finding {
     pub fingerprint: String,
     /// How often it ran in the scope (batches excluded).
     pub count: usize,
-    /// How many different sets of bound values it ran with.
+    /// How many different sets of bound values it ran with (for a duplicate: how many sets
+    /// of values were run more than once).
     pub distinct_values: usize,
     /// The function of ours that issued it, with file and line, when it could be found.
     pub call_site: Option<String>,
@@ -478,16 +479,24 @@ fn duplicates<'a>(live: &[&'a CapturedStatement]) -> Vec<Raw<'a>> {
     for (key, runs) in open {
         close(key, runs);
     }
-    repeated
-        .into_values()
-        .map(|(count, second, first_sequence)| Raw {
+    // One finding per statement: every set of values it repeated, counted together.
+    let mut by_fingerprint: HashMap<&str, Raw<'a>> = HashMap::new();
+    for ((fingerprint, _), (count, second, first_sequence)) in repeated {
+        let raw = by_fingerprint.entry(fingerprint).or_insert(Raw {
             repetition: Repetition::Duplicate,
-            count,
-            distinct_values: 1,
+            count: 0,
+            distinct_values: 0,
             second,
             first_sequence,
-        })
-        .collect()
+        });
+        raw.count += count;
+        raw.distinct_values += 1;
+        if first_sequence < raw.first_sequence {
+            raw.first_sequence = first_sequence;
+            raw.second = second;
+        }
+    }
+    by_fingerprint.into_values().collect()
 }
 
 /// Batches of one set cut in chunks: all the same size, the last no larger.
