@@ -102,6 +102,7 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+            .without_n_plus_one()
     }
 
     /// POSTs `body` as it is, with the given content type.
@@ -113,6 +114,7 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+            .without_n_plus_one()
     }
 
     /// POSTs `body` as JSON, without credentials.
@@ -123,6 +125,7 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+            .without_n_plus_one()
     }
 
     /// POSTs `body` as JSON with `caller`'s bearer token.
@@ -134,6 +137,7 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+            .without_n_plus_one()
     }
 
     /// POSTs no body with `caller`'s bearer token.
@@ -144,6 +148,7 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+            .without_n_plus_one()
     }
 
     /// GETs `path` with `caller`'s bearer token.
@@ -154,6 +159,7 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+            .without_n_plus_one()
     }
 
     /// Registers `username` (email `<username>@example.com`) through `POST /users`.
@@ -250,6 +256,29 @@ pub async fn expect_validation_failure(response: Response) -> String {
     )
     .await;
     problem["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Every response of the API is checked for an N+1 as it arrives: no endpoint of API.md may
+/// run one, whatever the test is about. Probe routes (`/probe/…`), which run one on purpose,
+/// are exempt.
+trait WithoutNPlusOne {
+    fn without_n_plus_one(self) -> Self;
+}
+
+impl WithoutNPlusOne for Response {
+    fn without_n_plus_one(self) -> Self {
+        let on_purpose = self.url().path().starts_with("/probe/");
+        if let Some(finding) = self.headers().get("x-n-plus-one")
+            && !on_purpose
+        {
+            panic!(
+                "{} {} ran an N+1: {finding:?}",
+                self.status(),
+                self.url().path()
+            );
+        }
+        self
+    }
 }
 
 /// The response's `x-query-count`: how many SQL statements serving it sent.
