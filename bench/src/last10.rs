@@ -66,7 +66,7 @@ struct Caller {
 }
 
 /// One participant per conversation, for a random sample of the seeded conversations.
-async fn sample_pairs(
+pub(crate) async fn sample_pairs(
     db: &BenchDatabase,
     ids: &SeededIds,
     count: usize,
@@ -88,7 +88,7 @@ async fn sample_pairs(
     Ok(pairs)
 }
 
-async fn list_last10(
+pub(crate) async fn list_last10(
     db: &sea_orm::DatabaseConnection,
     user_id: i64,
     conversation_id: i64,

@@ -10,6 +10,7 @@
 //! lacks (fixtures, top-ups, tokens for existing users) is written here, with bound values only.
 
 mod bulk;
+mod capture;
 mod charts;
 mod export;
 mod fixtures;
@@ -51,6 +52,9 @@ struct Cli {
 enum Command {
     /// Runs every measurement and writes the results.
     Run(RunArgs),
+    /// Measures what the SQL capture and the N+1 detector cost the last-10 service call (on its
+    /// own database, `<prefix>_capture`) and writes the figures as JSON.
+    CaptureCost(CaptureCostArgs),
     /// Internal: exports every message to a sink and prints its memory figures as JSON.
     #[command(hide = true)]
     ExportChild,
@@ -91,10 +95,62 @@ struct RunArgs {
     pgbench: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct CaptureCostArgs {
+    /// The PostgreSQL server, without a database name.
+    #[arg(long)]
+    server_url: Url,
+    #[arg(long, default_value = setup::DEFAULT_DATABASE_PREFIX)]
+    database_prefix: String,
+    /// Tasks of the closed-loop load.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u32,
+    /// Rounds; each runs every variant once, in a rotating order.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of load per variant and round.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Single-task calls per variant and round.
+    #[arg(long, default_value_t = 2_000)]
+    single_task_iterations: usize,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "docs/benchmarks/capture-cost.json")]
+    out: PathBuf,
+    #[arg(long)]
+    allow_debug: bool,
+}
+
+async fn capture_cost(args: CaptureCostArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !args.allow_debug {
+        bail!(
+            "this is a debug build: run it with `cargo run --release -p mercado-bench -- capture-cost …`"
+        );
+    }
+    setup::check_prefix(&args.database_prefix)?;
+    let name = database_name(&args.database_prefix, "capture");
+    let sizes = Scale::of(ScaleName::Quick).small_seed;
+    let db = setup::prepare(&args.server_url, &name, sizes, false).await?;
+    section("SQL capture cost: last 10 messages through the service");
+    let cost = capture::run(
+        &db,
+        args.concurrency,
+        args.rounds,
+        args.seconds,
+        args.single_task_iterations,
+    )
+    .await?;
+    std::fs::write(&args.out, serde_json::to_string_pretty(&cost)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("  written to {}", args.out.display());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
+        Command::CaptureCost(args) => capture_cost(args).await,
         Command::ExportChild => export::child().await,
         Command::DropDatabases {
             server_url,
