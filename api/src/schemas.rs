@@ -134,6 +134,7 @@ pub(crate) fn email() -> Object {
          exactly one `@` with text on both sides; unique, ignoring case.",
         Email::MAX_CHARS
     ))
+    // The shortest text with one `@` and text on both sides: `a@b`.
     .min_length(Some(3))
     .max_length(Some(Email::MAX_CHARS))
     .pattern(Some(EMAIL))
