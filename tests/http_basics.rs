@@ -342,8 +342,18 @@ backend_tests! {
         assert_eq!(response.status(), StatusCode::OK);
         let raw: Value = response.json().await?;
         assert_eq!(raw["openapi"], "3.1.0");
-        // It also reads back as an OpenAPI document, not merely as JSON.
-        let document: utoipa::openapi::OpenApi = serde_json::from_value(raw.clone())?;
+        // It also reads back as an OpenAPI document, not merely as JSON; links aside, which
+        // utoipa 5 cannot read back when their request body holds an array (it writes them in
+        // snake case, and `api::openapi::to_json` spells them as OpenAPI does).
+        let mut without_links = raw.clone();
+        for item in without_links["paths"].as_object_mut().context("paths")?.values_mut() {
+            for operation in item.as_object_mut().context("a path item")?.values_mut() {
+                for response in operation["responses"].as_object_mut().context("responses")?.values_mut() {
+                    response.as_object_mut().map(|response| response.remove("links"));
+                }
+            }
+        }
+        let document: utoipa::openapi::OpenApi = serde_json::from_value(without_links)?;
         let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
         for path in [
             "/healthz",

@@ -5,7 +5,8 @@
 //! telling a malformed document (400 `bad_request`) from a well-formed one of the wrong shape
 //! (422 `validation_failed`, naming the field by its path, e.g. `items[0].quantity`). [`Query`]
 //! does the same for the query string and [`Path`] for path parameters: a path id that is not an
-//! integer is 422. `Json` is also the response type for JSON bodies.
+//! integer is 422. `Json` is also the response type for JSON bodies. [`Integer`] is an integer
+//! field of a JSON body, read as JSON Schema counts integers (`2.0` is the integer 2).
 
 use axum::{
     body::Bytes,
@@ -17,8 +18,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{
-    Serialize,
-    de::{DeserializeOwned, IgnoredAny},
+    Deserialize, Deserializer, Serialize,
+    de::{self, DeserializeOwned, IgnoredAny, Visitor},
 };
 
 use crate::ApiError;
@@ -116,6 +117,52 @@ fn at_path(path: &str, message: &str) -> String {
         message.to_owned()
     } else {
         format!("{path}: {message}")
+    }
+}
+
+/// An integer field of a JSON body, as JSON Schema's `"type": "integer"` counts them: any number
+/// with no fractional part, so `2` and `2.0` are both 2 (JSON itself does not tell them apart,
+/// and neither do the generated clients that send `2.0`). `2.5`, and anything outside the 64-bit
+/// range, are refused as the wrong type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Integer(pub i64);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(IntegerVisitor)
+    }
+}
+
+struct IntegerVisitor;
+
+/// 2^63, the first float past `i64::MAX` (which a float cannot hold exactly).
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
+impl Visitor<'_> for IntegerVisitor {
+    type Value = Integer;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a 64-bit integer")
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Integer, E> {
+        Ok(Integer(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Integer, E> {
+        i64::try_from(value)
+            .map(Integer)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(value), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Integer, E> {
+        if value.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&value) {
+            // Exact: a whole float within the range converts without rounding.
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(Integer(value as i64))
+        } else {
+            Err(E::invalid_type(de::Unexpected::Float(value), &self))
+        }
     }
 }
 
@@ -302,6 +349,27 @@ mod tests {
                 .starts_with("items[0].quantity: invalid type"),
             "{problem:?}"
         );
+    }
+
+    #[test]
+    fn an_integer_field_takes_whole_numbers_also_written_with_a_fraction_of_zero() {
+        let read = |json: &str| serde_json::from_str::<Integer>(json).map(|Integer(n)| n);
+        assert_eq!(read("7").unwrap(), 7);
+        assert_eq!(read("-465.0").unwrap(), -465);
+        assert_eq!(read("2e3").unwrap(), 2000);
+        assert_eq!(read("9223372036854775807").unwrap(), i64::MAX);
+        assert_eq!(read("-9223372036854775808").unwrap(), i64::MIN);
+        for refused in [
+            "2.5",
+            "9223372036854775808",
+            "9223372036854775808.0",
+            "1e300",
+            "\"7\"",
+            "null",
+            "true",
+        ] {
+            assert!(read(refused).is_err(), "{refused}");
+        }
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ mod middleware;
 pub mod openapi;
 pub mod read_after;
 mod routes;
+pub(crate) mod schemas;
 pub mod sql_scope;
 
 use std::{future::Future, io, sync::Arc, time::Duration};
@@ -103,7 +104,7 @@ pub fn app(state: AppState) -> Router {
 /// timeout through real HTTP.
 pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Router {
     let (router, document) = routes::all().merge(extra).split_for_parts();
-    let document = Arc::new(openapi::finish(document));
+    let document = Arc::new(openapi::to_json(&openapi::finish(document)));
     let router = router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -118,7 +119,8 @@ pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Route
     middleware::wrap(router, &state.settings, state.health.clone())
 }
 
-/// The OpenAPI document of every route [`app`] serves, as served at `/openapi.json`.
+/// The OpenAPI document of every route [`app`] serves; `/openapi.json` serves it rendered by
+/// [`openapi::to_json`].
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let (_, document) = routes::all().split_for_parts();
     openapi::finish(document)

@@ -3,19 +3,25 @@
 //! Each handler carries its own `#[utoipa::path(...)]` annotation and is registered with
 //! `utoipa_axum::routes!` in `routes.rs`, which adds it to the router and to the document at once.
 //! [`finish`] then gives every operation the problem responses it can produce without saying so
-//! — 500 and 503 everywhere; 400, 413, 415 and 422 where there is a JSON body; 404 and 422 where
-//! there are path parameters; 422 where there are query parameters; 401 where the operation
+//! — 500 and 503 everywhere; 400, 413, 415 and 422 where there is a JSON body; 404 where there
+//! are path parameters; 422 where there are parameters of any kind; 401 where the operation
 //! requires the `bearer` scheme — so a handler's annotation only lists its own successes and its
 //! domain errors (a 409 `insufficient_stock`, say). It also declares, on every success of every
-//! write, the `x-read-after-lsn` header the replica routing stamps there (see `read_after`).
+//! write, the `x-read-after-lsn` header the replica routing stamps there (see `read_after`), and
+//! the [`LINKS`] from what a write creates to the operations that take its id, which stateful
+//! testing (Schemathesis) follows.
 //!
-//! An authenticated operation declares `security(("bearer" = []))`; see [`BEARER`].
+//! The request schemas come from `crate::schemas`, built from the constants of the newtypes that
+//! parse the input. An authenticated operation declares `security(("bearer" = []))`; see
+//! [`BEARER`].
 
+use serde_json::{Value, json};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
         ContentBuilder, Object, OpenApi as Document, Ref, RefOr, ResponseBuilder, Type,
         header::HeaderBuilder,
+        link::LinkBuilder,
         path::{Operation, ParameterIn, PathItem},
         security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
     },
@@ -39,7 +45,14 @@ pub const BEARER: &str = "bearer";
             an N+1 pattern also carries `x-n-plus-one`, naming the repeated statement.\n\n\
             Money is a decimal string (`\"12.50\"`), never a JSON number: sent with 0 to 2 \
             decimal places, returned with two. Times are RFC 3339 in UTC. Lengths count Unicode \
-            code points; text may hold anything but NUL and is returned exactly as sent."
+            code points, as JSON Schema's `minLength` and `maxLength` do (a validator that counts \
+            UTF-16 units, as some JavaScript ones do, counts 😀 twice); text may hold anything but \
+            NUL and is returned exactly as sent.\n\n\
+            Unknown fields in a JSON body are refused with 422 `validation_failed` naming them, on \
+            every endpoint (`additionalProperties: false`), so that a misspelt optional field is \
+            never silently ignored. Unknown query parameters and headers are ignored, as HTTP \
+            intends. A method a path does not list is 405 `method_not_allowed` with `Allow` (see \
+            the `MethodNotAllowed` response), and a path not listed here is 404 `not_found`."
     ),
     tags(
         (name = "operations", description = "Liveness, readiness and this document."),
@@ -49,7 +62,7 @@ pub const BEARER: &str = "bearer";
         (name = "products", description = "Selling, reading and searching products."),
         (name = "orders", description = "Buying, cancelling and reading one's own orders."),
     ),
-    components(schemas(Problem, ErrorCode)),
+    components(schemas(Problem, ErrorCode, crate::routes::LineRequest)),
     modifiers(&BearerScheme),
 )]
 pub(crate) struct ApiDoc;
@@ -90,6 +103,12 @@ const SHARED_RESPONSES: &[(&str, &str, &str)] = &[
         "404",
         "NotFound",
         "`not_found`: nothing with this id, or nothing the caller may see.",
+    ),
+    (
+        "405",
+        "MethodNotAllowed",
+        "`method_not_allowed`: the path exists, but not for this method; `Allow` lists those it \
+         takes. No operation below answers it: only a method a path does not list does.",
     ),
     (
         "413",
@@ -159,6 +178,7 @@ pub fn finish(mut document: Document) -> Document {
             }
         }
         for operation in operations_mut(item) {
+            add_links(operation);
             for status in statuses_of(operation) {
                 if let Some((_, name, _)) = SHARED_RESPONSES.iter().find(|(s, ..)| *s == status) {
                     operation
@@ -171,6 +191,187 @@ pub fn finish(mut document: Document) -> Document {
         }
     }
     document
+}
+
+/// A link from a success of one operation to an operation that takes what it created: (source
+/// operation id, status, link name, target operation id, parameters, request body). Runtime
+/// expressions (`$response.body#/id`) name the id in the source's response; a request body is
+/// merged into the one the client would send.
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    fn() -> Option<Value>,
+);
+
+fn no_body() -> Option<Value> {
+    None
+}
+
+/// Every link in the document, for clients and for stateful testing.
+pub const LINKS: &[LinkSpec] = &[
+    (
+        "register",
+        "201",
+        "GetUser",
+        "get_user",
+        &[("path.id", "$response.body#/user/id")],
+        no_body,
+    ),
+    ("register", "201", "TransferTo", "transfer", &[], || {
+        Some(json!({"to_user_id": "$response.body#/user/id"}))
+    }),
+    (
+        "register",
+        "201",
+        "StartConversationWith",
+        "create_conversation",
+        &[],
+        || Some(json!({"participant_ids": ["$response.body#/user/id"]})),
+    ),
+    (
+        "create_product",
+        "201",
+        "GetProduct",
+        "get_product",
+        &[("path.id", "$response.body#/id")],
+        no_body,
+    ),
+    (
+        "create_product",
+        "201",
+        "OrderIt",
+        "place_order",
+        &[],
+        || Some(json!({"items": [{"product_id": "$response.body#/id", "quantity": 1}]})),
+    ),
+    (
+        "create_product",
+        "201",
+        "StartConversationAbout",
+        "create_conversation",
+        &[],
+        || Some(json!({"product_id": "$response.body#/id"})),
+    ),
+    (
+        "create_conversation",
+        "201",
+        "GetConversation",
+        "get_conversation",
+        &[("path.id", "$response.body#/id")],
+        no_body,
+    ),
+    (
+        "create_conversation",
+        "201",
+        "PostMessage",
+        "post_message",
+        &[("path.id", "$response.body#/id")],
+        no_body,
+    ),
+    (
+        "create_conversation",
+        "201",
+        "ListMessages",
+        "list_messages",
+        &[("path.id", "$response.body#/id")],
+        no_body,
+    ),
+    (
+        "post_message",
+        "201",
+        "ReplyToIt",
+        "post_message",
+        &[("path.id", "$response.body#/conversation_id")],
+        || Some(json!({"reply_to_id": "$response.body#/id"})),
+    ),
+    (
+        "post_message",
+        "201",
+        "ListOlderMessages",
+        "list_messages",
+        &[
+            ("path.id", "$response.body#/conversation_id"),
+            ("query.before", "$response.body#/id"),
+        ],
+        no_body,
+    ),
+    (
+        "place_order",
+        "201",
+        "GetOrder",
+        "get_order",
+        &[("path.id", "$response.body#/id")],
+        no_body,
+    ),
+    (
+        "place_order",
+        "201",
+        "CancelOrder",
+        "cancel_order",
+        &[("path.id", "$response.body#/id")],
+        no_body,
+    ),
+];
+
+/// Adds to `operation`'s successes the [`LINKS`] that start there.
+fn add_links(operation: &mut Operation) {
+    let Some(source) = operation.operation_id.clone() else {
+        return;
+    };
+    for (from, status, name, target, parameters, body) in LINKS {
+        if *from != source {
+            continue;
+        }
+        let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else {
+            continue;
+        };
+        let mut link = LinkBuilder::new()
+            .operation_id(*target)
+            .request_body(body())
+            .description(format!("`{target}` with what this created."));
+        for (parameter, expression) in *parameters {
+            link = link.parameter(*parameter, *expression);
+        }
+        response
+            .links
+            .insert((*name).to_owned(), RefOr::T(link.build()));
+    }
+}
+
+/// The document as served at `/openapi.json`. utoipa 5 writes a link's `operationId`,
+/// `operationRef` and `requestBody` in snake case (`operation_id`), which no client reads; here
+/// they are spelt as OpenAPI spells them.
+pub fn to_json(document: &Document) -> Value {
+    let mut json = serde_json::to_value(document).unwrap_or_else(|error| {
+        tracing::error!(%error, "the OpenAPI document does not serialize");
+        Value::Null
+    });
+    let links = json["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
+    json
 }
 
 /// The operations that write, as `read_after::stamp` counts them: all but GET, HEAD, OPTIONS.
@@ -211,12 +412,11 @@ fn statuses_of(operation: &Operation) -> Vec<&'static str> {
         .iter()
         .any(|p| p.parameter_in == ParameterIn::Path)
     {
-        statuses.extend(["404", "422"]);
+        statuses.push("404");
     }
-    if parameters
-        .iter()
-        .any(|p| p.parameter_in == ParameterIn::Query)
-    {
+    // A path id that is not an integer, a query value or a header (`Idempotency-Key`,
+    // `x-read-after-lsn`) that breaks its rule.
+    if !parameters.is_empty() {
         statuses.push("422");
     }
     let authenticated = operation

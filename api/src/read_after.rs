@@ -17,11 +17,21 @@ use axum::{
     response::Response,
 };
 use service::pools::Lsn;
+use utoipa::IntoParams;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, schemas};
 
 /// The header a write's response carries and a read may send back.
 pub const READ_AFTER_LSN: &str = "x-read-after-lsn";
+
+/// The header as the OpenAPI document describes it on every read (`params(ReadAfterHeader)`).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Never built: it only describes the header.
+pub struct ReadAfterHeader {
+    #[param(rename = "x-read-after-lsn", schema_with = schemas::read_after_lsn)]
+    read_after_lsn: Option<String>,
+}
 
 /// The LSN a read must see, from the request's `x-read-after-lsn`, if it sent one. A value that
 /// is not an LSN is 422 `validation_failed`.

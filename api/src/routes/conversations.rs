@@ -20,8 +20,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     ApiError, AppState,
     auth::AuthUser,
-    extract::{Json, Path, Query},
-    read_after::ReadAfter,
+    extract::{Integer, Json, Path, Query},
+    read_after::{ReadAfter, ReadAfterHeader},
+    schemas,
 };
 
 /// RFC 3339 in UTC, with microseconds: the precision every backend keeps.
@@ -34,39 +35,33 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateConversation {
-    /// 1 to 200 characters (Unicode code points); no NUL.
-    #[schema(example = "About the bike", min_length = 1, max_length = 200)]
+    #[schema(schema_with = schemas::title)]
     title: String,
-    /// The other people in it. The caller always takes part; repeated ids count once; an empty
-    /// list makes a conversation of one.
-    #[schema(example = json!([2, 3]))]
-    participant_ids: Vec<i64>,
-    /// The product the conversation is about, if any.
+    #[schema(schema_with = schemas::participant_ids)]
+    participant_ids: Vec<Integer>,
     #[serde(default)]
-    product_id: Option<i64>,
+    #[schema(schema_with = schemas::conversation_product_id)]
+    product_id: Option<Integer>,
 }
 
 /// The body of `POST /conversations/{id}/messages`. Unknown fields are refused (422).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostMessage {
-    /// 1 to 4,000 characters (Unicode code points); no NUL. Stored exactly as sent.
-    #[schema(example = "Is it still for sale?", min_length = 1, max_length = 4000)]
+    #[schema(schema_with = schemas::message_body)]
     body: String,
-    /// The message this one answers; it must be a message of the same conversation.
     #[serde(default)]
-    reply_to_id: Option<i64>,
+    #[schema(schema_with = schemas::reply_to_id)]
+    reply_to_id: Option<Integer>,
 }
 
 /// The query string of `GET /conversations/{id}/messages`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct MessagesQuery {
-    /// How many messages, 1 to 100 (default 10).
-    #[param(minimum = 1, maximum = 100)]
+    #[param(schema_with = schemas::message_limit)]
     limit: Option<i64>,
-    /// Only messages with an id below this one: the `next_before` of the previous page.
-    #[param(minimum = 1)]
+    #[param(schema_with = schemas::before)]
     before: Option<i64>,
 }
 
@@ -172,7 +167,7 @@ pub(crate) struct MessagePageView {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The conversation, with no message yet.", body = ConversationView),
-        (status = 404, description = "`not_found`: an unknown participant or product.", body = crate::Problem),
+        (status = 404, description = "`not_found`: an unknown participant or product.", body = crate::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn create_conversation(
@@ -182,8 +177,8 @@ pub(crate) async fn create_conversation(
 ) -> Result<(StatusCode, Json<ConversationView>), ApiError> {
     let new = NewConversation {
         title: Title::parse(request.title)?,
-        participant_ids: request.participant_ids,
-        product_id: request.product_id,
+        participant_ids: request.participant_ids.into_iter().map(|id| id.0).collect(),
+        product_id: request.product_id.map(|id| id.0),
     };
     let conversation = ops::conversations::create_conversation(&state.db, user.id, new).await?;
     Ok((StatusCode::CREATED, Json(conversation.into())))
@@ -195,14 +190,14 @@ pub(crate) async fn create_conversation(
     get,
     path = "/conversations",
     tag = "conversations",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write.")),
+    params(ReadAfterHeader),
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's conversations.", body = ConversationList)),
 )]
 pub(crate) async fn list_conversations(
     State(state): State<AppState>,
-    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
+    ReadAfter(after): ReadAfter,
 ) -> Result<Json<ConversationList>, ApiError> {
     let conversations =
         ops::conversations::list_conversations(state.reads.for_read(after).await, user.id).await?;
@@ -216,14 +211,14 @@ pub(crate) async fn list_conversations(
     get,
     path = "/conversations/{id}",
     tag = "conversations",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The conversation's id.")),
+    params(ReadAfterHeader, ("id" = i64, Path, description = "The conversation's id.")),
     security(("bearer" = [])),
     responses((status = 200, description = "The conversation.", body = ConversationView)),
 )]
 pub(crate) async fn get_conversation(
     State(state): State<AppState>,
-    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
+    ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<ConversationView>, ApiError> {
     let conversation =
@@ -242,8 +237,8 @@ pub(crate) async fn get_conversation(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The message as stored.", body = MessageView),
-        (status = 404, description = "`not_found`: no such conversation, or the caller is not in it.", body = crate::Problem),
-        (status = 422, description = "`validation_failed`: a bad body, or a `reply_to_id` that is not a message of this conversation.", body = crate::Problem),
+        (status = 404, description = "`not_found`: no such conversation, or the caller is not in it.", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a bad body, or a `reply_to_id` that is not a message of this conversation.", body = crate::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn post_message(
@@ -254,7 +249,7 @@ pub(crate) async fn post_message(
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let new = NewMessage {
         body: MessageBody::parse(request.body)?,
-        reply_to_id: request.reply_to_id,
+        reply_to_id: request.reply_to_id.map(|id| id.0),
     };
     let message = ops::messages::post_message(&state.db, user.id, id, new).await?;
     Ok((StatusCode::CREATED, Json(message.into())))
@@ -266,18 +261,18 @@ pub(crate) async fn post_message(
     get,
     path = "/conversations/{id}/messages",
     tag = "conversations",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The conversation's id."), MessagesQuery),
+    params(ReadAfterHeader, ("id" = i64, Path, description = "The conversation's id."), MessagesQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of messages.", body = MessagePageView),
-        (status = 404, description = "`not_found`: no such conversation, or the caller is not in it.", body = crate::Problem),
-        (status = 422, description = "`validation_failed`: `limit` outside 1 to 100, or `before` below 1.", body = crate::Problem),
+        (status = 404, description = "`not_found`: no such conversation, or the caller is not in it.", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `limit` outside 1 to 100, `before` below 1, or a bad `x-read-after-lsn`.", body = crate::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub(crate) async fn list_messages(
     State(state): State<AppState>,
-    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
+    ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
     Query(query): Query<MessagesQuery>,
 ) -> Result<Json<MessagePageView>, ApiError> {

@@ -4,12 +4,23 @@
 
 use axum::http::{HeaderMap, HeaderName};
 use service::domain::orders::IdempotencyKey;
+use utoipa::IntoParams;
 
 use super::in_field;
-use crate::ApiError;
+use crate::{ApiError, schemas};
 
 /// The request header that makes a request safe to repeat.
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The header as the OpenAPI document describes it (`params(IdempotencyHeader)`); the handlers
+/// read it with [`idempotency_key`], which knows a repeated header too.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Never built: it only describes the header.
+pub(crate) struct IdempotencyHeader {
+    #[param(rename = "Idempotency-Key", schema_with = schemas::idempotency_key)]
+    idempotency_key: Option<String>,
+}
 
 /// The request's `Idempotency-Key`, if it sent one: sent once, 1 to 255 characters.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {

@@ -12,6 +12,12 @@ mod orders;
 mod products;
 mod users;
 
+#[cfg(test)]
+pub(crate) use idempotency::{IDEMPOTENCY_KEY, idempotency_key};
+/// Named by `schemas::order_items` (it is given there with `schema_with`, which registers
+/// nothing), so it is registered with the document's fixed parts.
+pub(crate) use orders::LineRequest;
+
 use axum::{
     http::{Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},

@@ -13,14 +13,19 @@ use serde::{Deserialize, Serialize};
 use service::domain::money::{Money, Transfer};
 use utoipa::ToSchema;
 
-use super::idempotency::idempotency_key;
-use crate::{ApiError, AppState, Problem, auth::AuthUser, extract::Json};
+use super::idempotency::{IdempotencyHeader, idempotency_key};
+use crate::{
+    ApiError, AppState, Problem,
+    auth::AuthUser,
+    extract::{Integer, Json},
+    schemas,
+};
 
-/// `POST /me/deposits`: how much to add to one's balance.
+/// `POST /me/deposits`: how much to add to one's balance. Unknown fields are refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DepositRequest {
-    /// More than 0, at most `"1000000.00"`, with 0 to 2 decimal places.
-    #[schema(example = "25.50")]
+    #[schema(schema_with = schemas::amount)]
     amount: String,
 }
 
@@ -31,13 +36,13 @@ pub(crate) struct BalanceBody {
     balance: Money,
 }
 
-/// `POST /transfers`: whom to pay, and how much.
+/// `POST /transfers`: whom to pay, and how much. Unknown fields are refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TransferRequest {
-    /// Another user than the caller.
-    to_user_id: i64,
-    /// More than 0, at most `"1000000.00"`, with 0 to 2 decimal places.
-    #[schema(example = "10")]
+    #[schema(schema_with = schemas::to_user_id)]
+    to_user_id: Integer,
+    #[schema(schema_with = schemas::amount)]
     amount: String,
 }
 
@@ -76,13 +81,7 @@ impl From<Transfer> for TransferBody {
     path = "/me/deposits",
     tag = "money",
     security(("bearer" = [])),
-    params((
-        "Idempotency-Key" = Option<String>,
-        Header,
-        description = "1 to 255 characters, chosen by the client, to make the request safe to \
-                       repeat. Keys belong to the caller, and deposit keys are apart from order \
-                       and transfer keys.",
-    )),
+    params(IdempotencyHeader),
     request_body = DepositRequest,
     responses(
         (
@@ -123,13 +122,7 @@ pub(crate) async fn deposit(
     path = "/transfers",
     tag = "money",
     security(("bearer" = [])),
-    params((
-        "Idempotency-Key" = Option<String>,
-        Header,
-        description = "1 to 255 characters, chosen by the client, to make the request safe to \
-                       repeat. Keys belong to the caller, and transfer keys are apart from order \
-                       and deposit keys.",
-    )),
+    params(IdempotencyHeader),
     request_body = TransferRequest,
     responses(
         (
@@ -169,6 +162,6 @@ pub(crate) async fn transfer(
     let amount = Money::amount(&body.amount)?;
     let key = idempotency_key(&headers)?;
     let transfer =
-        service::ops::money::transfer(&state.db, user.id, body.to_user_id, amount, key).await?;
+        service::ops::money::transfer(&state.db, user.id, body.to_user_id.0, amount, key).await?;
     Ok((StatusCode::CREATED, Json(transfer.into())))
 }

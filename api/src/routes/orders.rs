@@ -10,28 +10,36 @@ use service::domain::{
 };
 use utoipa::ToSchema;
 
-use super::{created, idempotency::idempotency_key, in_field};
+use super::{
+    created,
+    idempotency::{IdempotencyHeader, idempotency_key},
+    in_field,
+};
 use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
-    extract::{Json, Path},
-    read_after::ReadAfter,
+    extract::{Integer, Json, Path},
+    read_after::{ReadAfter, ReadAfterHeader},
+    schemas,
 };
 
-/// `POST /orders`: what to buy.
+/// `POST /orders`: what to buy. Unknown fields are refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"items": [{"product_id": 1, "quantity": 2}, {"product_id": 3, "quantity": 1}]}))]
 pub(crate) struct PlaceOrderRequest {
-    /// 1 to 50 lines, each product at most once; kept in this order.
+    #[schema(schema_with = schemas::order_items)]
     items: Vec<LineRequest>,
 }
 
-/// One line of `POST /orders`.
+/// One line of `POST /orders`. Unknown fields are refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct LineRequest {
-    product_id: i64,
-    /// 1 to 1000.
-    quantity: i64,
+    #[schema(schema_with = schemas::product_id)]
+    product_id: Integer,
+    #[schema(schema_with = schemas::quantity)]
+    quantity: Integer,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,8 +120,8 @@ impl PlaceOrderRequest {
             .into_iter()
             .enumerate()
             .map(|(index, line)| {
-                Quantity::new(line.quantity)
-                    .map(|quantity| (line.product_id, quantity))
+                Quantity::new(line.quantity.0)
+                    .map(|quantity| (line.product_id.0, quantity))
                     .map_err(|error| in_field(&format!("items[{index}].quantity"), error))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -132,12 +140,7 @@ impl PlaceOrderRequest {
     path = "/orders",
     tag = "orders",
     security(("bearer" = [])),
-    params((
-        "Idempotency-Key" = Option<String>,
-        Header,
-        description = "1 to 255 characters, chosen by the client, to make the request safe to \
-                       repeat. Keys belong to the caller.",
-    )),
+    params(IdempotencyHeader),
     request_body = PlaceOrderRequest,
     responses(
         (
@@ -218,13 +221,13 @@ pub(crate) async fn cancel_order(
     path = "/orders/{id}",
     tag = "orders",
     security(("bearer" = [])),
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The order's id.")),
+    params(ReadAfterHeader, ("id" = i64, Path, description = "The order's id.")),
     responses((status = 200, description = "The order.", body = OrderBody)),
 )]
 pub(crate) async fn get_order(
     State(state): State<AppState>,
-    ReadAfter(after): ReadAfter,
     AuthUser(buyer): AuthUser,
+    ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<OrderBody>, ApiError> {
     let order =
@@ -238,14 +241,14 @@ pub(crate) async fn get_order(
     get,
     path = "/me/orders",
     tag = "orders",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write.")),
+    params(ReadAfterHeader),
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's orders.", body = OrderListBody)),
 )]
 pub(crate) async fn my_orders(
     State(state): State<AppState>,
-    ReadAfter(after): ReadAfter,
     AuthUser(buyer): AuthUser,
+    ReadAfter(after): ReadAfter,
 ) -> Result<Json<OrderListBody>, ApiError> {
     let orders =
         service::ops::orders::list_orders(state.reads.for_read(after).await, buyer.id).await?;

@@ -16,22 +16,24 @@ use super::created;
 use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
-    extract::{Json, Path, Query},
-    read_after::ReadAfter,
+    extract::{Integer, Json, Path, Query},
+    read_after::{ReadAfter, ReadAfterHeader},
+    schemas,
 };
 
-/// `POST /products`: what to sell; the caller is the seller.
+/// `POST /products`: what to sell; the caller is the seller. Unknown fields are refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"sku": "MUG-001", "name": "Blue mug", "price": "12.50", "stock": 20}))]
 pub(crate) struct NewProductRequest {
-    /// 1 to 64 characters, unique across all products.
+    #[schema(schema_with = schemas::sku)]
     sku: String,
-    /// 1 to 200 characters.
+    #[schema(schema_with = schemas::product_name)]
     name: String,
-    /// From `"0"` to `"1000000.00"`, with 0 to 2 decimal places.
+    #[schema(schema_with = schemas::price)]
     price: String,
-    /// How many are in stock: a whole number from 0 to 1,000,000.
-    stock: i64,
+    #[schema(schema_with = schemas::stock)]
+    stock: Integer,
 }
 
 /// A product with its current stock.
@@ -65,20 +67,15 @@ impl From<Product> for ProductBody {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SearchParams {
-    /// A piece of the name, ignoring case; `%`, `_` and `\` match themselves. At most 200
-    /// characters.
+    #[param(schema_with = schemas::search_text)]
     q: Option<String>,
-    /// `name`, `price` or `created_at`.
-    #[param(default = "created_at", example = "price")]
+    #[param(schema_with = schemas::product_sort)]
     sort: Option<String>,
-    /// `asc` or `desc`.
-    #[param(default = "desc", example = "asc")]
+    #[param(schema_with = schemas::sort_order)]
     order: Option<String>,
-    /// 1 to 100.
-    #[param(default = 20, minimum = 1, maximum = 100)]
+    #[param(schema_with = schemas::product_limit)]
     limit: Option<u64>,
-    /// How many matching products to skip.
-    #[param(default = 0, minimum = 0)]
+    #[param(schema_with = schemas::product_offset)]
     offset: Option<u64>,
 }
 
@@ -149,7 +146,7 @@ pub(crate) async fn create_product(
         sku: Sku::parse(body.sku)?,
         name: ProductName::parse(body.name)?,
         price: Money::price(&body.price)?,
-        stock: Stock::new(body.stock)?,
+        stock: Stock::new(body.stock.0)?,
     };
     let product = service::ops::products::create_product(&state.db, seller.id, new).await?;
     let location = format!("/products/{}", product.id);
@@ -162,7 +159,7 @@ pub(crate) async fn create_product(
     get,
     path = "/products",
     tag = "products",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), SearchParams),
+    params(ReadAfterHeader, SearchParams),
     responses((status = 200, description = "A page of products.", body = ProductPageBody)),
 )]
 pub(crate) async fn search_products(
@@ -181,7 +178,7 @@ pub(crate) async fn search_products(
     get,
     path = "/products/{id}",
     tag = "products",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The product's id.")),
+    params(ReadAfterHeader, ("id" = i64, Path, description = "The product's id.")),
     responses((status = 200, description = "The product.", body = ProductBody)),
 )]
 pub(crate) async fn get_product(

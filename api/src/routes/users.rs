@@ -15,19 +15,21 @@ use crate::{
     ApiError, AppState, Problem,
     auth::AuthUser,
     extract::{Json, Path},
-    read_after::ReadAfter,
+    read_after::{ReadAfter, ReadAfterHeader},
+    schemas,
 };
 
-/// `POST /users`: who to register.
+/// `POST /users`: who to register. Unknown fields are refused (422).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "ann", "email": "ann@example.com", "display_name": "Ann"}))]
 pub(crate) struct NewUserRequest {
-    /// 3 to 50 ASCII letters, digits, `_`, `.` or `-`; unique, ignoring case.
+    #[schema(schema_with = schemas::username)]
     username: String,
-    /// At most 255 characters, one `@` with text on both sides; unique, ignoring case.
+    #[schema(schema_with = schemas::email)]
     email: String,
-    /// 1 to 100 characters; the username when absent or null.
     #[serde(default)]
+    #[schema(schema_with = schemas::display_name)]
     display_name: Option<String>,
 }
 
@@ -157,7 +159,7 @@ pub(crate) async fn register(
     get,
     path = "/users/{id}",
     tag = "users",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write."), ("id" = i64, Path, description = "The user's id.")),
+    params(ReadAfterHeader, ("id" = i64, Path, description = "The user's id.")),
     responses((status = 200, description = "The user.", body = PublicUser)),
 )]
 pub(crate) async fn get_user(
@@ -174,14 +176,14 @@ pub(crate) async fn get_user(
     get,
     path = "/me",
     tag = "users",
-    params(("x-read-after-lsn" = Option<String>, Header, description = "The `x-read-after-lsn` of the caller's last write: with replica routing on, the read sees that write.")),
+    params(ReadAfterHeader),
     security(("bearer" = [])),
     responses((status = 200, description = "The caller.", body = ProfileBody)),
 )]
 pub(crate) async fn me(
     State(state): State<AppState>,
-    ReadAfter(after): ReadAfter,
     AuthUser(user): AuthUser,
+    ReadAfter(after): ReadAfter,
 ) -> Result<Json<ProfileBody>, ApiError> {
     let profile = service::ops::users::profile(state.reads.for_read(after).await, user.id).await?;
     Ok(Json(profile.into()))

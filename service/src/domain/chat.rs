@@ -83,6 +83,7 @@ pub struct MessageLimit(u16);
 
 impl MessageLimit {
     pub const MAX: u16 = 100;
+    pub const DEFAULT: u16 = 10;
 
     /// Parses the `limit` query parameter; `None` (not given) is the default.
     pub fn parse(limit: Option<i64>) -> Result<Self, ServiceError> {
@@ -108,7 +109,7 @@ impl MessageLimit {
 
 impl Default for MessageLimit {
     fn default() -> Self {
-        MessageLimit(10)
+        MessageLimit(Self::DEFAULT)
     }
 }
 

@@ -21,6 +21,8 @@ const LIMIT_PER_OPERATION: Decimal = Decimal::from_parts(100_000_000, 0, 0, fals
 
 impl Money {
     pub const ZERO: Money = Money(Decimal::from_parts(0, 0, 0, false, 2));
+    /// The largest amount a single deposit, transfer or price may be: 1000000.00.
+    pub const MAX_PER_OPERATION: Money = Money(LIMIT_PER_OPERATION);
     /// The largest value a `numeric(14,2)` column holds: 999999999999.99.
     pub const MAX: Money = Money(Decimal::from_parts(
         // 99_999_999_999_999 cents, split into the low and middle 32 bits.

@@ -13,14 +13,19 @@ use crate::ServiceError;
 pub struct Quantity(i32);
 
 impl Quantity {
+    pub const MIN: i32 = 1;
     pub const MAX: i32 = 1000;
 
     pub fn new(count: i64) -> Result<Quantity, ServiceError> {
         match i32::try_from(count) {
-            Ok(count) if (1..=Quantity::MAX).contains(&count) => Ok(Quantity(count)),
+            Ok(count) if (Quantity::MIN..=Quantity::MAX).contains(&count) => Ok(Quantity(count)),
             _ => Err(ServiceError::validation(
                 "quantity",
-                format!("must be a whole number from 1 to {}", Quantity::MAX),
+                format!(
+                    "must be a whole number from {} to {}",
+                    Quantity::MIN,
+                    Quantity::MAX
+                ),
             )),
         }
     }
@@ -71,8 +76,10 @@ impl OrderLines {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    pub const MAX_CHARS: usize = 255;
+
     pub fn parse(text: impl Into<String>) -> Result<IdempotencyKey, ServiceError> {
-        text::bounded("idempotency_key", text.into(), 1, 255).map(IdempotencyKey)
+        text::bounded("idempotency_key", text.into(), 1, Self::MAX_CHARS).map(IdempotencyKey)
     }
 
     pub fn as_str(&self) -> &str {

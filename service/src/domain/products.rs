@@ -13,8 +13,10 @@ use crate::ServiceError;
 pub struct Sku(String);
 
 impl Sku {
+    pub const MAX_CHARS: usize = 64;
+
     pub fn parse(text: impl Into<String>) -> Result<Sku, ServiceError> {
-        text::bounded("sku", text.into(), 1, 64).map(Sku)
+        text::bounded("sku", text.into(), 1, Self::MAX_CHARS).map(Sku)
     }
 
     pub fn as_str(&self) -> &str {
@@ -27,8 +29,10 @@ impl Sku {
 pub struct ProductName(String);
 
 impl ProductName {
+    pub const MAX_CHARS: usize = 200;
+
     pub fn parse(text: impl Into<String>) -> Result<ProductName, ServiceError> {
-        text::bounded("name", text.into(), 1, 200).map(ProductName)
+        text::bounded("name", text.into(), 1, Self::MAX_CHARS).map(ProductName)
     }
 
     pub fn as_str(&self) -> &str {
@@ -171,8 +175,8 @@ impl ProductQuery {
             ));
         }
         if let Some(q) = &self.q {
-            // A name has at most 200 characters; a longer substring cannot match one.
-            text::bounded("q", q.clone(), 0, 200)?;
+            // A substring longer than the longest name cannot match one.
+            text::bounded("q", q.clone(), 0, ProductName::MAX_CHARS)?;
         }
         Ok(())
     }

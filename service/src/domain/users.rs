@@ -51,8 +51,11 @@ impl From<entity::users::Model> for User {
 pub struct Username(String);
 
 impl Username {
+    pub const MIN_CHARS: usize = 3;
+    pub const MAX_CHARS: usize = 50;
+
     pub fn parse(text: impl Into<String>) -> Result<Username, ServiceError> {
-        let text = text::bounded("username", text.into(), 3, 50)?;
+        let text = text::bounded("username", text.into(), Self::MIN_CHARS, Self::MAX_CHARS)?;
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
         if !text.chars().all(allowed) {
             return Err(ServiceError::validation(
@@ -79,8 +82,10 @@ impl Username {
 pub struct Email(String);
 
 impl Email {
+    pub const MAX_CHARS: usize = 255;
+
     pub fn parse(text: impl Into<String>) -> Result<Email, ServiceError> {
-        let text = text::bounded("email", text.into(), 1, 255)?;
+        let text = text::bounded("email", text.into(), 1, Self::MAX_CHARS)?;
         let at_signs = text.matches('@').count();
         let well_formed = at_signs == 1
             && text
@@ -93,7 +98,7 @@ impl Email {
             ));
         }
         // A few characters grow when lower-cased (`İ` becomes two); the stored form must fit too.
-        if text.to_lowercase().chars().count() > 255 {
+        if text.to_lowercase().chars().count() > Self::MAX_CHARS {
             return Err(ServiceError::validation(
                 "email",
                 "must be at most 255 characters long, also in lower case",
@@ -117,8 +122,10 @@ impl Email {
 pub struct DisplayName(String);
 
 impl DisplayName {
+    pub const MAX_CHARS: usize = 100;
+
     pub fn parse(text: impl Into<String>) -> Result<DisplayName, ServiceError> {
-        text::bounded("display_name", text.into(), 1, 100).map(DisplayName)
+        text::bounded("display_name", text.into(), 1, Self::MAX_CHARS).map(DisplayName)
     }
 
     pub fn as_str(&self) -> &str {
