@@ -11,11 +11,14 @@
 //!
 //! The walk is cheap because nothing is resolved to a name on the way: each frame contributes
 //! its return address to a hash, and the walk stops at the outermost scope's own poll frame
-//! (found by stack address, see [`Boundary`]), so the runtime's frames below it, which differ
+//! (found by stack address, see [`Boundary`]; that frame included, since an optimised build
+//! inlines the application's code into it), so the runtime's frames below it, which differ
 //! from poll to poll, never split a loop in two. Recursion does not either: an address already
 //! seen is not hashed again. Names, files and lines are resolved (with the `backtrace` crate,
 //! from the binary's line tables, inlined functions included) only for a stack a finding names.
-//! A release build needs line tables for that: `debug = "line-tables-only"` in its profile.
+//! A release build needs that information for the application's own crates: `debug = "limited"`
+//! in their profile (line tables alone name an inlined `async fn` `{async_fn#0}`, without its
+//! path).
 
 use std::{
     cell::Cell,
@@ -73,11 +76,12 @@ impl Origin {
         let boundary = OUTERMOST.get();
         let mut addresses: Vec<usize> = Vec::with_capacity(48);
         backtrace::trace(|frame| {
-            let below_boundary = boundary == 0 || (frame.sp() as usize) <= boundary;
-            if below_boundary {
-                addresses.push(frame.ip() as usize);
-            }
-            below_boundary && addresses.len() < MAX_FRAMES
+            // The boundary's own frame is walked too, and is the last: in an optimised build
+            // the code it polls is often inlined into it, and its return address is then the
+            // very line of ours that awaited the statement.
+            addresses.push(frame.ip() as usize);
+            let inside = boundary == 0 || (frame.sp() as usize) <= boundary;
+            inside && addresses.len() < MAX_FRAMES
         });
         let mut seen = HashSet::with_capacity(addresses.len());
         addresses.retain(|address| seen.insert(*address));
