@@ -186,9 +186,12 @@ mod tests {
         assert_eq!(shorten("./src/main.rs"), "src/main.rs");
     }
 
+    // Neither inlined nor a tail call (which would leave no frame of its own to find).
     #[inline(never)]
     fn origin_of_a_helper() -> Origin {
-        Origin::here(None)
+        let origin = Origin::here(None);
+        std::hint::black_box(&origin);
+        origin
     }
 
     #[test]
