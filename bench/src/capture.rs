@@ -8,7 +8,10 @@
 //!   scope ends).
 //!
 //! Rounds alternate the three, so that drift on a shared machine hits them alike; each figure
-//! is the median over rounds, with the spread of the per-round ratios.
+//! is the median over rounds, with the spread of the per-round ratios. Besides throughput, each
+//! load run reads this process's CPU time (user + system, all threads, from `/proc/self/stat`)
+//! before and after: CPU per request is steadier than throughput where the database shares the
+//! cores, and its difference per statement is what the capture costs.
 
 use std::{
     sync::Arc,
@@ -28,6 +31,24 @@ use crate::{
 
 /// The statements one last-10 call sends.
 const STATEMENTS_PER_CALL: f64 = 3.0;
+/// `sysconf(_SC_CLK_TCK)` on Linux: the unit of `/proc/self/stat`'s CPU times.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// This process's CPU time so far, user and system, in seconds.
+fn process_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name, which is parenthesised and may hold spaces.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |index: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(index)
+            .ok_or_else(|| anyhow::anyhow!("/proc/self/stat has no field {index}"))?
+            .parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_S)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +79,9 @@ pub(crate) struct VariantFigures {
     /// Single-task latency medians per round, in microseconds.
     single_task_p50_us_per_round: Vec<f64>,
     median_single_task_p50_us: f64,
+    /// This process's CPU time per request under load, in microseconds, one figure per round.
+    cpu_us_per_request_per_round: Vec<f64>,
+    median_cpu_us_per_request: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,9 +94,13 @@ pub(crate) struct CaptureCost {
     /// and their lowest and highest.
     on_over_plain: (f64, f64, f64),
     off_over_plain: (f64, f64, f64),
-    /// Added single-task latency per captured statement, full capture against plain, in ns.
-    ns_per_statement_on: f64,
-    ns_per_statement_off: f64,
+    /// Added single-task latency per captured statement, against plain, in ns (noisy: it
+    /// includes the database's time).
+    latency_ns_per_statement_on: f64,
+    latency_ns_per_statement_off: f64,
+    /// Added CPU time of this process per captured statement, against plain, in ns.
+    cpu_ns_per_statement_on: f64,
+    cpu_ns_per_statement_off: f64,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -151,6 +179,7 @@ pub(crate) async fn run(
     }
     let mut throughput: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     let mut latency: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     for round in 0..rounds {
         // Each round starts with a different variant, so none always runs first.
         for offset in 0..VARIANTS.len() {
@@ -158,6 +187,7 @@ pub(crate) async fn run(
             let variant = VARIANTS[index];
             let conn = connection(variant);
             let chosen = Arc::clone(&pairs);
+            let cpu_before = process_cpu_seconds()?;
             let figures = run_for(
                 concurrency,
                 Duration::from_secs_f64(seconds),
@@ -171,6 +201,9 @@ pub(crate) async fn run(
             if figures.errors > 0 {
                 anyhow::bail!("{}: {:?}", variant.label(), figures.errors_by_kind);
             }
+            let cpu_us =
+                (process_cpu_seconds()? - cpu_before) * 1e6 / figures.requests.max(1) as f64;
+            cpu[index].push(cpu_us);
             throughput[index].push(figures.throughput_per_s);
             let p50 = single_task_p50_us(
                 &connection(variant),
@@ -182,7 +215,7 @@ pub(crate) async fn run(
             .map_err(anyhow::Error::msg)?;
             latency[index].push(p50);
             println!(
-                "  round {round}: {:<24} {:>7.0} req/s × {concurrency}, single task p50 {p50:.1} µs",
+                "  round {round}: {:<24} {:>7.0} req/s × {concurrency}, {cpu_us:.1} µs CPU/request, single task p50 {p50:.1} µs",
                 variant.label(),
                 figures.throughput_per_s
             );
@@ -195,17 +228,21 @@ pub(crate) async fn run(
             .map(|(n, d)| ratio(*n, *d))
             .collect()
     };
-    let ns_per_statement = |index: usize| {
+    let latency_ns_per_statement = |index: usize| {
         (median(&latency[index]) - median(&latency[0])) * 1000.0 / STATEMENTS_PER_CALL
     };
+    let cpu_ns_per_statement =
+        |index: usize| (median(&cpu[index]) - median(&cpu[0])) * 1000.0 / STATEMENTS_PER_CALL;
     let cost = CaptureCost {
         concurrency,
         rounds,
         seconds_per_run: seconds,
         on_over_plain: spread(&per_round_ratio(2)),
         off_over_plain: spread(&per_round_ratio(1)),
-        ns_per_statement_on: ns_per_statement(2),
-        ns_per_statement_off: ns_per_statement(1),
+        latency_ns_per_statement_on: latency_ns_per_statement(2),
+        latency_ns_per_statement_off: latency_ns_per_statement(1),
+        cpu_ns_per_statement_on: cpu_ns_per_statement(2),
+        cpu_ns_per_statement_off: cpu_ns_per_statement(1),
         variants: VARIANTS
             .iter()
             .enumerate()
@@ -215,6 +252,8 @@ pub(crate) async fn run(
                 throughput_per_round: throughput[index].clone(),
                 median_single_task_p50_us: median(&latency[index]),
                 single_task_p50_us_per_round: latency[index].clone(),
+                median_cpu_us_per_request: median(&cpu[index]),
+                cpu_us_per_request_per_round: cpu[index].clone(),
             })
             .collect(),
     };
@@ -228,8 +267,12 @@ pub(crate) async fn run(
         cost.off_over_plain.2
     );
     println!(
-        "  added single-task latency per statement: {:.0} ns with the detector, {:.0} ns without",
-        cost.ns_per_statement_on, cost.ns_per_statement_off
+        "  added CPU per statement: {:.0} ns with the detector, {:.0} ns without; added \
+         single-task latency per statement: {:.0} ns with, {:.0} ns without",
+        cost.cpu_ns_per_statement_on,
+        cost.cpu_ns_per_statement_off,
+        cost.latency_ns_per_statement_on,
+        cost.latency_ns_per_statement_off
     );
     Ok(cost)
 }

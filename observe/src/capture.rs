@@ -308,7 +308,7 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         .as_ref()
         .and_then(|innermost| lock(innermost).row_counts.take(&statement.sql));
     let backend = statement.db_backend;
-    let shape = sql::shape(&statement.sql, backend);
+    let shape = sql::cached_shape(&statement.sql, backend);
     let values = statement
         .values
         .as_ref()
@@ -384,7 +384,7 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         params_key: params_hasher.finish(),
         page_key: page_hasher.finish(),
         values: kept_values,
-        shape: Arc::new(shape),
+        shape,
         origin,
         attempt: ATTEMPT.try_with(Clone::clone).ok().flatten(),
     };

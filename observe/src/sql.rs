@@ -8,7 +8,10 @@
 //! `LIMIT $n OFFSET $m`) and hand-written SQL in the same style; anything else still gets a
 //! fingerprint, only without column names for its placeholders.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, LazyLock, PoisonError, RwLock},
+};
 
 use sea_orm::{
     DbBackend, Value,
@@ -287,6 +290,39 @@ fn is_range_operator(token: &Token<'_>) -> bool {
     matches!(token, Token::Punct(op) if matches!(*op, "<" | ">" | "<=" | ">="))
 }
 
+/// Distinct statement texts whose shapes are kept: an application sends a few hundred at most
+/// (its queries are prepared statements); past this, the cache starts again.
+const CACHED_SHAPES: usize = 4096;
+
+type ShapeCache = HashMap<Box<str>, Arc<SqlShape>>;
+
+/// One cache per backend (placeholders differ): PostgreSQL, MySQL, SQLite.
+static SHAPES: LazyLock<[RwLock<ShapeCache>; 3]> = LazyLock::new(Default::default);
+
+/// [`shape`], read once per distinct statement text: the same SQL always has the same shape,
+/// and tokenizing it is most of what the capture costs per statement. A hit allocates nothing.
+pub(crate) fn cached_shape(sql: &str, backend: DbBackend) -> Arc<SqlShape> {
+    let cache = &SHAPES[match backend {
+        DbBackend::Postgres => 0,
+        DbBackend::MySql => 1,
+        _ => 2,
+    }];
+    if let Some(known) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(sql)
+    {
+        return Arc::clone(known);
+    }
+    let fresh = Arc::new(shape(sql, backend));
+    let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= CACHED_SHAPES {
+        cache.clear();
+    }
+    cache.insert(sql.into(), Arc::clone(&fresh));
+    fresh
+}
+
 /// Reads `sql` as `backend` writes it.
 pub(crate) fn shape(sql: &str, backend: DbBackend) -> SqlShape {
     let tokens = tokenize(sql, backend);
@@ -512,6 +548,17 @@ mod tests {
         assert!(page.columns[0].contains("token_hash"));
         assert!(page.columns[1].contains("id"));
         assert_eq!(page.offset_params, vec![3]);
+    }
+
+    #[test]
+    fn a_cached_shape_is_the_shape_and_is_read_once_per_text() {
+        let sql = r#"SELECT "t"."id" FROM "t" WHERE "t"."id" = $1"#;
+        let first = cached_shape(sql, DbBackend::Postgres);
+        let again = cached_shape(sql, DbBackend::Postgres);
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(*first, shape(sql, DbBackend::Postgres));
+        // The same text read as SQLite's has `$1` as no placeholder: a cache of its own.
+        assert_ne!(*cached_shape(sql, DbBackend::Sqlite), *first);
     }
 
     #[test]
