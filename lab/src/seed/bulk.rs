@@ -11,8 +11,10 @@
 //! transaction).
 //!
 //! The statements are this module's own `insert_many`s on the generated entities, checked by
-//! [`DataSet::check`] and the database's constraints, not by `service::ops`. MySQL and MariaDB
-//! have no `RETURNING`: there one multi-row `INSERT`'s ids are `LAST_INSERT_ID()` (the first of
+//! [`DataSet::check`] and the database's constraints, not by `service::ops`. MySQL has no
+//! `INSERT … RETURNING` (MariaDB has, since 10.5, but SeaORM uses it only with its
+//! `mariadb-use-returning` feature, which would break MySQL; so one path serves both, and is
+//! tested on MariaDB): there one multi-row `INSERT`'s ids are `LAST_INSERT_ID()` (the first of
 //! them) onwards, in steps of `auto_increment_increment`, which InnoDB promises for an `INSERT`
 //! whose row count it knows beforehand when `innodb_autoinc_lock_mode` is 0 or 1 — checked
 //! first, refused otherwise ([`mysql_id_step`]). The counterpart of `COPY` there is the same
