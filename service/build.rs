@@ -1,8 +1,14 @@
-//! Lets `mercado_testkit::backend_tests!` mark the PostgreSQL runs ignored when no server is named.
+//! Lets `mercado_testkit::backend_tests!` mark the PostgreSQL and MariaDB runs ignored when no
+//! server is named.
 fn main() {
     println!("cargo::rerun-if-env-changed=TEST_POSTGRES_URL");
+    println!("cargo::rerun-if-env-changed=TEST_MYSQL_URL");
     println!("cargo::rustc-check-cfg=cfg(mercado_postgres)");
+    println!("cargo::rustc-check-cfg=cfg(mercado_mysql)");
     if std::env::var_os("TEST_POSTGRES_URL").is_some_and(|url| !url.is_empty()) {
         println!("cargo::rustc-cfg=mercado_postgres");
+    }
+    if std::env::var_os("TEST_MYSQL_URL").is_some_and(|url| !url.is_empty()) {
+        println!("cargo::rustc-cfg=mercado_mysql");
     }
 }

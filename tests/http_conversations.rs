@@ -121,6 +121,22 @@ backend_tests! {
         Ok(())
     }
 
+    async fn a_message_a_moment_after_a_newer_conversation_puts_its_conversation_first(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let app = TestApp::spawn(&db).await;
+        let ann = app.register("ann").await;
+        // All three within a second or so: only times finer than a second keep them apart.
+        let older = start_conversation(&app, &ann, "older", &[]).await?;
+        let newer = start_conversation(&app, &ann, "newer", &[]).await?;
+        say(&app, &ann, older, "still here").await?;
+
+        let listed = json_of(app.get_as(&ann, "/conversations").await, StatusCode::OK).await?;
+
+        assert_eq!(ids(&listed, "conversations"), [older, newer]);
+        Ok(())
+    }
+
     async fn an_empty_participant_list_makes_a_conversation_of_one(db: TestDb) -> anyhow::Result<()> {
         let app = TestApp::spawn(&db).await;
         let ann = app.register("ann").await;

@@ -323,7 +323,10 @@ backend_tests! {
         let not_an_id = app.get("/products/mug").await;
 
         assert_eq!(found.status(), StatusCode::OK);
-        assert_eq!(found.json::<Value>().await?["stock"], 5);
+        let found: Value = found.json().await?;
+        // Exactly as created, the fraction of a second of `created_at` included.
+        assert_eq!(found, mug);
+        assert_eq!(found["stock"], 5);
         expect_problem(missing, StatusCode::NOT_FOUND, "not_found").await;
         assert!(expect_validation_failure(not_an_id).await.starts_with("id: "));
         Ok(())

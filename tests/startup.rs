@@ -47,7 +47,7 @@ backend_tests! {
                 result?;
                 assert_eq!(pending_count(&db).await?, 0);
             }
-            Backend::Postgres => {
+            Backend::Postgres | Backend::Mysql => {
                 let message = refusal(result)?;
                 let expected = format!("1 migration(s) pending: {name}.");
                 assert!(message.starts_with(&expected), "{message}");
@@ -81,7 +81,7 @@ backend_tests! {
                 result?;
                 assert_eq!(pending_count(&db).await?, 0);
             }
-            Backend::Postgres => {
+            Backend::Postgres | Backend::Mysql => {
                 let message = refusal(result)?;
                 let expected = "1 migration(s) are pending: run `mercado migrate up`";
                 assert!(message.starts_with(expected), "{message}");

@@ -13,9 +13,10 @@
 //!
 //! [`run_compare`] runs both sides on the same data (the demo data set and a long conversation,
 //! inside a transaction it rolls back), checks that they return the same rows, and reports the
-//! SQL each sent, how many statements, the median time over several runs and, on PostgreSQL,
-//! the plan of every statement. The point is not that one wins: it is to see the SQL the ORM
-//! writes for you, and to know when writing it yourself says more.
+//! SQL each sent, how many statements, the median time over several runs and, on PostgreSQL and
+//! MySQL/MariaDB, the plan of every statement (`EXPLAIN`; MariaDB's in its JSON format). The
+//! point is not that one wins: it is to see the SQL the ORM writes for you, and to know when
+//! writing it yourself says more.
 //!
 //! The raw SQL is written once with PostgreSQL's numbered placeholders (`$1`, …); [`raw`]
 //! rewrites them to `?` for SQLite and MySQL, repeating a value where `$n` repeats. Values are
@@ -287,13 +288,24 @@ pub fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// [`PRODUCT_SEARCH_SQL`] as `backend` reads it. MySQL and MariaDB take a backslash in a string
+/// literal as an escape (unless `NO_BACKSLASH_ESCAPES` is set), so there the one backslash of
+/// `ESCAPE '\'` is spelled `'\\'`.
+pub fn product_search_sql(backend: DbBackend) -> String {
+    match backend {
+        DbBackend::MySql => PRODUCT_SEARCH_SQL.replace(r"ESCAPE '\'", r"ESCAPE '\\'"),
+        _ => PRODUCT_SEARCH_SQL.to_owned(),
+    }
+}
+
 pub async fn product_search_raw<C: ConnectionTrait>(
     db: &C,
     input: &CaseInputs,
 ) -> Result<Vec<ProductHit>, DbErr> {
+    let backend = db.get_database_backend();
     let stmt = raw(
-        db.get_database_backend(),
-        PRODUCT_SEARCH_SQL,
+        backend,
+        &product_search_sql(backend),
         vec![
             contains_pattern(&input.search_text).into(),
             (SEARCH_LIMIT as i64).into(),
@@ -473,7 +485,8 @@ pub struct SideReport {
     pub statement_count: usize,
     /// The median wall time over [`RUNS`] runs, in microseconds.
     pub median_us: u64,
-    /// PostgreSQL only: `EXPLAIN` of each statement, one plan line per entry.
+    /// PostgreSQL, MySQL and MariaDB: `EXPLAIN` of each statement (`FORMAT=JSON` on the latter
+    /// two), one plan line per entry; `None` on SQLite.
     pub explain: Option<Vec<Vec<String>>>,
 }
 
@@ -516,21 +529,27 @@ async fn explain<C: ConnectionTrait>(
     statements: &[CapturedStatement],
 ) -> Result<Option<Vec<Vec<String>>>, DbErr> {
     let backend = db.get_database_backend();
-    if backend != DbBackend::Postgres {
-        return Ok(None);
-    }
+    // PostgreSQL answers one row per plan line, in a column `QUERY PLAN`; MySQL and MariaDB
+    // answer `FORMAT=JSON` as one row with the whole plan in a column `EXPLAIN`, shown here one
+    // line of it per entry. SQLite's `EXPLAIN` is its bytecode, not a plan: none.
+    let (prefix, column) = match backend {
+        DbBackend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        DbBackend::MySql => ("EXPLAIN FORMAT=JSON", "EXPLAIN"),
+        _ => return Ok(None),
+    };
     let mut plans = Vec::new();
     for statement in statements {
         let stmt = Statement::from_sql_and_values(
             backend,
-            format!("EXPLAIN {}", statement.sql),
+            format!("{prefix} {}", statement.sql),
             statement.values.clone(),
         );
         let rows = observe::unobserved(db.query_all_raw(stmt)).await?;
-        let lines = rows
-            .iter()
-            .map(|row| row.try_get::<String>("", "QUERY PLAN"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut lines = Vec::new();
+        for row in &rows {
+            let text = row.try_get::<String>("", column)?;
+            lines.extend(text.lines().map(str::to_owned));
+        }
         plans.push(lines);
     }
     Ok(Some(plans))

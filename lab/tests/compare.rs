@@ -50,7 +50,7 @@ backend_tests! {
             assert!(case.orm.statement_count >= 1, "{}", case.name);
             let non_empty = case.result.as_array().is_none_or(|rows| !rows.is_empty());
             assert!(non_empty, "{} returned no rows: nothing was compared", case.name);
-            assert_eq!(case.orm.explain.is_some(), db.db_backend() == DbBackend::Postgres);
+            assert_eq!(case.orm.explain.is_some(), db.db_backend() != DbBackend::Sqlite);
         }
         let last_messages = cases[0].result.as_array().map(Vec::len);
         assert_eq!(last_messages, Some(10));

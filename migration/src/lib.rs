@@ -17,6 +17,8 @@ mod m20261121_000007_create_orders;
 mod m20261121_000008_create_transfers;
 mod m20261122_000001_add_users_display_name;
 mod m20261201_000001_add_idempotency_keys_to_money;
+mod m20261202_000001_keep_microseconds_on_mysql;
+mod m20261202_000002_compare_text_exactly_on_mysql;
 
 /// Runs Mercado's migrations in order; `sea-orm-cli migrate` drives it through `main.rs`.
 #[derive(Debug)]
@@ -36,6 +38,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000008_create_transfers::Migration),
             Box::new(m20261122_000001_add_users_display_name::Migration),
             Box::new(m20261201_000001_add_idempotency_keys_to_money::Migration),
+            Box::new(m20261202_000001_keep_microseconds_on_mysql::Migration),
+            Box::new(m20261202_000002_compare_text_exactly_on_mysql::Migration),
         ]
     }
 }

@@ -2,9 +2,12 @@
 //! that produces it.
 //!
 //! Database failures are recognised by what the driver reports structurally — the SQLSTATE (or
-//! SQLite's extended result code) and the name of the violated constraint — never by message
-//! text, except where a backend reports nothing better: SQLite names the *columns* of a violated
-//! unique constraint, and MySQL names the key only inside its message.
+//! SQLite's extended result code, or MySQL's error number) and the name of the violated
+//! constraint — never by message text, except where a backend reports nothing better: SQLite
+//! names the *columns* of a violated unique constraint, and MySQL and MariaDB name the key or
+//! constraint only inside their message ([`classify_mysql`]). MySQL's SQLSTATE says too little
+//! (23000 is a duplicate key, a missing parent row and MariaDB's failed check alike; a lock wait
+//! timeout is the catch-all HY000), so there the error number decides.
 
 use std::error::Error as StdError;
 
@@ -126,6 +129,10 @@ pub enum DbTimeout {
     /// SQLite's busy timeout (`SQLITE_BUSY` once it has waited it out): another connection held
     /// the write lock for that long.
     SqliteBusy,
+    /// MySQL's and MariaDB's `innodb_lock_wait_timeout` (error 1205): a row lock stayed held by
+    /// another transaction for that long. Where PostgreSQL waits for a lock until
+    /// `statement_timeout`, InnoDB gives up on the lock itself.
+    LockWait,
 }
 
 impl std::fmt::Display for DbTimeout {
@@ -133,6 +140,9 @@ impl std::fmt::Display for DbTimeout {
         f.write_str(match self {
             DbTimeout::Statement => "PostgreSQL's statement_timeout (DATABASE_STATEMENT_TIMEOUT)",
             DbTimeout::SqliteBusy => "SQLite's busy timeout (another connection held the lock)",
+            DbTimeout::LockWait => {
+                "InnoDB's innodb_lock_wait_timeout (another transaction held the row lock)"
+            }
         })
     }
 }
@@ -150,6 +160,10 @@ impl From<DbErr> for ServiceError {
             },
             DbFailure::QueryCanceled => ServiceError::TimedOut {
                 limit: DbTimeout::Statement,
+                source: error,
+            },
+            DbFailure::LockWaitTimeout => ServiceError::TimedOut {
+                limit: DbTimeout::LockWait,
                 source: error,
             },
             DbFailure::ConnectionLost => ServiceError::ConnectionLost(error),
@@ -212,8 +226,11 @@ pub enum DbFailure {
     Busy,
     /// SQLite's plain `SQLITE_BUSY` (5): the busy handler waited out the busy timeout.
     BusyTimeout,
-    /// 57014: cancelled, in Mercado by `statement_timeout` (nothing else cancels statements).
+    /// 57014: cancelled, in Mercado by `statement_timeout` (nothing else cancels statements);
+    /// MariaDB's `max_statement_time` (1969) and MySQL's `max_execution_time` (3024) likewise.
     QueryCanceled,
+    /// MySQL 1205: InnoDB waited `innodb_lock_wait_timeout` for a row lock and gave up.
+    LockWaitTimeout,
     /// An established connection broke: an I/O error, the driver's worker gone, the server
     /// shutting down or crashing (57P01, 57P02, 57P03), or SQLSTATE class 08.
     ConnectionLost,
@@ -280,6 +297,11 @@ fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
         sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => return DbFailure::ConnectionLost,
         _ => return DbFailure::Other,
     };
+    if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        && let Some(failure) = classify_mysql(mysql.number(), mysql.message())
+    {
+        return failure;
+    }
     let code = database.code().map(|c| c.into_owned()).unwrap_or_default();
     let constraint = database
         .constraint()
@@ -316,16 +338,64 @@ fn classify_sqlx(error: &sqlx::Error) -> DbFailure {
     }
 }
 
+/// A MySQL or MariaDB error by its number, or `None` for the numbers that mean nothing here
+/// (then the SQLSTATE decides, as for the connection class 08). The constraint is read from the
+/// message, the only place these servers name it.
+fn classify_mysql(number: u16, message: &str) -> Option<DbFailure> {
+    let constraint = || mysql_constraint(message);
+    Some(match number {
+        // ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME.
+        1062 | 1586 => DbFailure::UniqueViolation {
+            constraint: constraint(),
+        },
+        // ER_NO_REFERENCED_ROW(_2): the parent row is missing; ER_ROW_IS_REFERENCED(_2): a
+        // child row still points at the row being deleted.
+        1216 | 1217 | 1451 | 1452 => DbFailure::ForeignKeyViolation {
+            constraint: constraint(),
+        },
+        // MySQL's ER_CHECK_CONSTRAINT_VIOLATED, MariaDB's ER_CONSTRAINT_FAILED.
+        3819 | 4025 => DbFailure::CheckViolation {
+            constraint: constraint(),
+        },
+        // ER_BAD_NULL_ERROR, ER_NO_DEFAULT_FOR_FIELD.
+        1048 | 1364 => DbFailure::NotNullViolation,
+        // ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
+        1213 => DbFailure::Deadlock,
+        // ER_LOCK_WAIT_TIMEOUT.
+        1205 => DbFailure::LockWaitTimeout,
+        // MariaDB's ER_STATEMENT_TIMEOUT, MySQL's ER_QUERY_TIMEOUT, ER_QUERY_INTERRUPTED.
+        1969 | 3024 | 1317 => DbFailure::QueryCanceled,
+        // ER_SERVER_SHUTDOWN, MariaDB's ER_CONNECTION_KILLED, MySQL's idle-client disconnect,
+        // and the client's own "server has gone away" and "lost connection".
+        1053 | 1927 | 4031 | 2006 | 2013 => DbFailure::ConnectionLost,
+        // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS: no connection to be had.
+        1040 | 1203 => DbFailure::Unavailable,
+        _ => return None,
+    })
+}
+
+/// The constraint a MySQL or MariaDB message names, in the formats these servers use:
+/// ``Duplicate entry 'a' for key 'uq_users_email_canonical'`` (MySQL 8 writes
+/// `'users.uq_users_email_canonical'`), ``… a foreign key constraint fails (`db`.`t`, CONSTRAINT
+/// `fk_t_user_id` FOREIGN KEY …)``, MariaDB's ``CONSTRAINT `ck_t_amount_positive` failed for
+/// `db`.`t` `` and MySQL's `Check constraint 'ck_t_amount_positive' is violated.`
+fn mysql_constraint(message: &str) -> Option<String> {
+    let between = |open: &str, close: char| -> Option<String> {
+        let (_, rest) = message.split_once(open)?;
+        let (name, _) = rest.split_once(close)?;
+        Some(name.to_owned())
+    };
+    if let Some(key) = between("for key '", '\'') {
+        return Some(key.rsplit('.').next().unwrap_or(&key).to_owned());
+    }
+    between("CONSTRAINT `", '`').or_else(|| between("Check constraint '", '\''))
+}
+
 /// SQLite reports constraints only in its message, in fixed formats: `UNIQUE constraint failed:
 /// users.email_canonical` and `CHECK constraint failed: ck_accounts_balance_not_negative`.
-/// MySQL names the key as `… for key 'users.uq_users_email_canonical'`.
 fn constraint_from_message(message: &str) -> Option<String> {
-    if let Some((_, rest)) = message.split_once(" constraint failed: ") {
-        return Some(rest.trim().to_owned());
-    }
-    let (_, key) = message.split_once("for key '")?;
-    let key = key.strip_suffix('\'').unwrap_or(key);
-    Some(key.rsplit('.').next().unwrap_or(key).to_owned())
+    let (_, rest) = message.split_once(" constraint failed: ")?;
+    Some(rest.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -465,16 +535,73 @@ mod tests {
     }
 
     #[test]
-    fn constraint_names_are_read_from_sqlite_and_mysql_messages() {
+    fn constraint_names_are_read_from_sqlite_messages() {
         assert_eq!(
             constraint_from_message("CHECK constraint failed: ck_accounts_balance_not_negative")
                 .as_deref(),
             Some("ck_accounts_balance_not_negative")
         );
+    }
+
+    #[test]
+    fn mysql_and_mariadb_errors_are_classified_by_number_with_the_constraint_they_name() {
+        let unique = |name: &str| DbFailure::UniqueViolation {
+            constraint: Some(name.into()),
+        };
+        let cases = [
+            (
+                1062,
+                "Duplicate entry 'a@example.com' for key 'uq_users_email_canonical'",
+                unique("uq_users_email_canonical"),
+            ),
+            // MySQL 8 prefixes the table.
+            (
+                1062,
+                "Duplicate entry 'a' for key 'users.uq_users_email_canonical'",
+                unique("uq_users_email_canonical"),
+            ),
+            (
+                1452,
+                "Cannot add or update a child row: a foreign key constraint fails \
+                 (`mercado`.`conversations`, CONSTRAINT `fk_conversations_created_by` FOREIGN \
+                 KEY (`created_by`) REFERENCES `users` (`id`))",
+                DbFailure::ForeignKeyViolation {
+                    constraint: Some("fk_conversations_created_by".into()),
+                },
+            ),
+            (
+                4025,
+                "CONSTRAINT `ck_accounts_balance_not_negative` failed for `mercado`.`accounts`",
+                DbFailure::CheckViolation {
+                    constraint: Some("ck_accounts_balance_not_negative".into()),
+                },
+            ),
+            (
+                3819,
+                "Check constraint 'ck_accounts_balance_not_negative' is violated.",
+                DbFailure::CheckViolation {
+                    constraint: Some("ck_accounts_balance_not_negative".into()),
+                },
+            ),
+            (
+                1213,
+                "Deadlock found when trying to get lock; try restarting transaction",
+                DbFailure::Deadlock,
+            ),
+            (
+                1205,
+                "Lock wait timeout exceeded; try restarting transaction",
+                DbFailure::LockWaitTimeout,
+            ),
+            (1040, "Too many connections", DbFailure::Unavailable),
+            (1927, "Connection was killed", DbFailure::ConnectionLost),
+        ];
+        for (number, message, expected) in cases {
+            assert_eq!(classify_mysql(number, message), Some(expected), "{number}");
+        }
         assert_eq!(
-            constraint_from_message("Duplicate entry 'a' for key 'users.uq_users_email_canonical'")
-                .as_deref(),
-            Some("uq_users_email_canonical")
+            classify_mysql(1146, "Table 'mercado.x' doesn't exist"),
+            None
         );
     }
 }

@@ -28,7 +28,8 @@ fn rows(conversation_id: i64, sender_id: i64, count: usize) -> Vec<NewMessageRow
 }
 
 fn inserts_into_messages(sql: &str) -> bool {
-    sql.starts_with("INSERT INTO \"messages\"")
+    // PostgreSQL and SQLite quote identifiers with `"`, MySQL with a backtick.
+    sql.starts_with("INSERT INTO \"messages\"") || sql.starts_with("INSERT INTO `messages`")
 }
 
 /// Text that breaks naive CSV, COPY text format or SQL quoting.

@@ -271,8 +271,9 @@ backend_tests! {
         observe::install(&mut conn, config);
         let buyer = user_with(&conn, "many_buyer", "1000").await?;
         let updates_of = |report: &ScopeReport, table: &str| {
-            let prefix = format!("UPDATE \"{table}\"");
-            report.statements.iter().filter(|s| s.sql.starts_with(&prefix)).count()
+            // PostgreSQL and SQLite quote identifiers with `"`, MySQL with a backtick.
+            let prefixes = [format!("UPDATE \"{table}\""), format!("UPDATE `{table}`")];
+            report.statements.iter().filter(|s| prefixes.iter().any(|p| s.sql.starts_with(p))).count()
         };
 
         let mut updates = Vec::new();
@@ -392,6 +393,10 @@ backend_tests! {
                 "CREATE TRIGGER refuse_order_items BEFORE INSERT ON order_items \
                  BEGIN SELECT RAISE(ABORT, 'boom'); END",
             ],
+            Backend::Mysql => &[
+                "CREATE TRIGGER refuse_order_items BEFORE INSERT ON order_items \
+                 FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'",
+            ],
         };
         for sql in break_order_items {
             db.conn.execute_unprepared(sql).await?;
@@ -406,7 +411,7 @@ backend_tests! {
         // Without the trigger the very same order goes through (and its key was never bound).
         let repair = match db.backend {
             Backend::Postgres => "DROP TRIGGER refuse_order_items ON order_items",
-            Backend::Sqlite => "DROP TRIGGER refuse_order_items",
+            Backend::Sqlite | Backend::Mysql => "DROP TRIGGER refuse_order_items",
         };
         db.conn.execute_unprepared(repair).await?;
         place_order(&db.conn, shop.buyer, keyed(&[(shop.book, 1), (shop.pen, 2)], "k")?).await?;

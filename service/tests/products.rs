@@ -119,6 +119,49 @@ backend_tests! {
         Ok(())
     }
 
+    async fn a_search_for_an_emoji_an_accent_or_hostile_text_matches_only_names_holding_it(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let seller = user_with(&db.conn, "seller", "0").await?;
+        let all = [
+            "party 🎉", "smile 😀", "family 👩‍👩‍👧‍👦", "café", "cafe", "straße", "strasse",
+            "tab\there", "it's", "x'); DROP TABLE products; --",
+        ];
+        for (i, name) in all.iter().enumerate() {
+            create_product(&db.conn, seller, new_product(&format!("S{i}"), name, "1", 1)).await?;
+        }
+
+        // A case- or accent-insensitive collation would match more than one of each pair, and
+        // MySQL's utf8mb4_general_ci weighs every emoji alike.
+        assert_eq!(names(&db, containing("😀")).await?, ["smile 😀"]);
+        assert_eq!(names(&db, containing("🎉")).await?, ["party 🎉"]);
+        assert_eq!(names(&db, containing("👧")).await?, ["family 👩‍👩‍👧‍👦"]);
+        assert_eq!(names(&db, containing("é")).await?, ["café"]);
+        assert_eq!(names(&db, containing("cafe")).await?, ["cafe"]);
+        assert_eq!(names(&db, containing("ß")).await?, ["straße"]);
+        assert_eq!(names(&db, containing("ss")).await?, ["strasse"]);
+        assert_eq!(names(&db, containing("\t")).await?, ["tab\there"]);
+        assert_eq!(names(&db, containing("'s")).await?, ["it's"]);
+        assert_eq!(names(&db, containing("'); DROP")).await?, ["x'); DROP TABLE products; --"]);
+        assert_eq!(names(&db, containing("😀 ")).await?, Vec::<String>::new());
+        assert_eq!(search_products(&db.conn, ProductQuery::default()).await?.total, all.len() as u64);
+        Ok(())
+    }
+
+    async fn skus_that_differ_only_in_case_an_emoji_or_a_trailing_space_are_different(
+        db: TestDb
+    ) -> anyhow::Result<()> {
+        let seller = user_with(&db.conn, "seller", "0").await?;
+        for sku in ["ab", "AB", "ab ", "😀", "🎉", "é", "e"] {
+            create_product(&db.conn, seller, new_product(sku, "Thing", "1", 1)).await?;
+        }
+
+        let result = create_product(&db.conn, seller, new_product("ab ", "Again", "1", 1)).await;
+        assert!(matches!(result, Err(ServiceError::SkuTaken)), "{result:?}");
+        assert_eq!(products::Entity::find().count(&db.conn).await?, 7);
+        Ok(())
+    }
+
     async fn search_sorts_by_the_chosen_column_with_the_id_as_tie_breaker(db: TestDb) -> anyhow::Result<()> {
         let seller = user_with(&db.conn, "seller", "0").await?;
         let mut ids = Vec::new();

@@ -3,14 +3,16 @@
 //! Each test gets its own fresh database, migrated by the real [`migration::Migrator`], and the
 //! harness drops it afterwards — also when the test panics. A test written once with
 //! [`backend_tests!`] runs on every configured backend: SQLite always, PostgreSQL when
-//! `TEST_POSTGRES_URL` names a server. Without it the PostgreSQL runs are reported by the test
-//! runner as *ignored*, with the reason, never as passed. Tests are silent unless `TEST_LOG` is
+//! `TEST_POSTGRES_URL` names a server, MariaDB (or MySQL) when `TEST_MYSQL_URL` does. Without
+//! them those runs are reported by the test runner as *ignored*, with the reason, never as
+//! passed. Tests are silent unless `TEST_LOG` is
 //! set. Tests that read what was logged take their sink from [`log`]. This crate depends on the
 //! migration crate, SeaORM, `sql-observe` and tracing only (not on `service`), so every other
 //! crate can use it as a dev-dependency.
 //!
-//! The ignore switch is a `cfg(mercado_postgres)` that each test-hosting crate's `build.rs` sets
-//! when `TEST_POSTGRES_URL` is present at build time (see [`POSTGRES_URL_VAR`]).
+//! The ignore switches are `cfg(mercado_postgres)` and `cfg(mercado_mysql)`, which each
+//! test-hosting crate's `build.rs` sets when `TEST_POSTGRES_URL` or `TEST_MYSQL_URL` is present at
+//! build time (see [`POSTGRES_URL_VAR`], [`MYSQL_URL_VAR`]).
 
 pub mod log;
 
@@ -26,11 +28,16 @@ use url::Url;
 /// The environment variable naming the PostgreSQL server tests may create databases on.
 pub const POSTGRES_URL_VAR: &str = "TEST_POSTGRES_URL";
 
+/// The environment variable naming the MariaDB (or MySQL) server tests may create databases on.
+pub const MYSQL_URL_VAR: &str = "TEST_MYSQL_URL";
+
 /// The database engines a test can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// MariaDB or MySQL, through SeaORM's MySQL driver.
+    Mysql,
 }
 
 impl fmt::Display for Backend {
@@ -38,6 +45,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
         })
     }
 }
@@ -63,6 +71,10 @@ enum Cleanup {
     /// The SQLite file lives in this directory, which is deleted when dropped.
     Sqlite(#[allow(dead_code)] TempDir),
     Postgres {
+        server: Url,
+        database: String,
+    },
+    Mysql {
         server: Url,
         database: String,
     },
@@ -127,6 +139,31 @@ async fn create(backend: Backend) -> anyhow::Result<(TestDb, Cleanup)> {
             };
             Ok((db, Cleanup::Postgres { server, database }))
         }
+        Backend::Mysql => {
+            let server = mysql_server()?;
+            let database = format!("mercado_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = connect(server.as_str()).await?;
+            // An identifier cannot be a bound parameter; this one is made here from a UUID. No
+            // character set or collation is named: the tests see the server's defaults, as a
+            // user's `CREATE DATABASE mercado` would, and the migrations must cope with them.
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE `{database}`"))
+                .await
+                .with_context(|| format!("creating {database}"))?;
+            admin.close().await?;
+            let mut url = server.clone();
+            url.set_path(&database);
+            let conn = connect(url.as_str()).await?;
+            Migrator::up(&conn, None)
+                .await
+                .context("migrating the MySQL test database")?;
+            let db = TestDb {
+                conn,
+                url: url.to_string(),
+                backend,
+            };
+            Ok((db, Cleanup::Mysql { server, database }))
+        }
     }
 }
 
@@ -144,8 +181,26 @@ impl Cleanup {
                 admin.close().await?;
                 Ok(())
             }
+            Cleanup::Mysql { server, database } => {
+                let admin = connect(server.as_str()).await?;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{database}`"))
+                    .await?;
+                admin.close().await?;
+                Ok(())
+            }
         }
     }
+}
+
+/// The server named by `TEST_MYSQL_URL`, pointed at its `mysql` system database.
+fn mysql_server() -> anyhow::Result<Url> {
+    let Ok(raw) = std::env::var(MYSQL_URL_VAR) else {
+        bail!("{MYSQL_URL_VAR} is not set: no MariaDB or MySQL server to test on");
+    };
+    let mut url = Url::parse(&raw).with_context(|| format!("{MYSQL_URL_VAR} is not a URL"))?;
+    url.set_path("mysql");
+    Ok(url)
 }
 
 /// The server named by `TEST_POSTGRES_URL`, pointed at its `postgres` maintenance database.
@@ -226,8 +281,8 @@ where
 /// }
 /// ```
 ///
-/// Each function becomes a module holding a `sqlite` and a `postgres` test, so runners list
-/// `a_new_user_has_an_empty_account::sqlite` and `…::postgres`.
+/// Each function becomes a module holding a `sqlite`, a `postgres` and a `mysql` test, so runners
+/// list `a_new_user_has_an_empty_account::sqlite`, `…::postgres` and `…::mysql`.
 #[macro_export]
 macro_rules! backend_tests {
     ($(
@@ -253,6 +308,15 @@ macro_rules! backend_tests {
             )]
             async fn postgres() {
                 $crate::run($crate::Backend::Postgres, body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(mercado_mysql),
+                ignore = "MariaDB is not configured: set TEST_MYSQL_URL to run this test on it"
+            )]
+            async fn mysql() {
+                $crate::run($crate::Backend::Mysql, body).await;
             }
         }
     )*};

@@ -12,7 +12,13 @@
 //!
 //! The statements are this module's own `insert_many`s on the generated entities, checked by
 //! [`DataSet::check`] and the database's constraints, not by `service::ops`. MySQL has no
-//! `RETURNING`, so there SeaORM refuses the first insert that needs ids.
+//! `INSERT … RETURNING` (MariaDB has, since 10.5, but SeaORM uses it only with its
+//! `mariadb-use-returning` feature, which would break MySQL; so one path serves both, and is
+//! tested on MariaDB): there one multi-row `INSERT`'s ids are `LAST_INSERT_ID()` (the first of
+//! them) onwards, in steps of `auto_increment_increment`, which InnoDB promises for an `INSERT`
+//! whose row count it knows beforehand when `innodb_autoinc_lock_mode` is 0 or 1 — checked
+//! first, refused otherwise ([`mysql_id_step`]). The counterpart of `COPY` there is the same
+//! chunked multi-row `INSERT`s.
 
 use std::time::Instant;
 
@@ -23,14 +29,15 @@ use entity::{
 };
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, IntoActiveModel, PrimaryKeyTrait, Set, TransactionSession, TransactionTrait,
-    sqlx::PgPool,
+    EntityTrait, IntoActiveModel, PrimaryKeyTrait, QueryTrait, Set, Statement, TransactionSession,
+    TransactionTrait, sqlx::PgPool,
 };
 use service::{
     ServiceError,
     bulk::{NewMessageRow, copy_messages, insert_chunked, rows_per_statement},
     db::begin_write,
     domain::{money::Money, orders::OrderStatus},
+    error::Context,
 };
 
 use super::{DataSet, MessageSpec, SeedProgress, SeededIds, TableReport};
@@ -338,14 +345,26 @@ where
 {
     let mut models = models.peekable();
     let mut ids = Vec::new();
+    let backend = db.get_database_backend();
+    let mysql_step = match backend {
+        DbBackend::MySql if models.peek().is_some() => Some(mysql_id_step(db).await?),
+        _ => None,
+    };
     while models.peek().is_some() {
         let chunk: Vec<A> = models.by_ref().take(CHUNK_ROWS).collect();
         let rows = chunk.len();
         let txn = begin_write(db).await?;
-        let per_statement = rows_per_statement::<A::Entity>(txn.get_database_backend());
+        let per_statement = rows_per_statement::<A::Entity>(backend);
         let mut chunk = chunk.into_iter().peekable();
         while chunk.peek().is_some() {
             let statement: Vec<A> = chunk.by_ref().take(per_statement).collect();
+            if let Some(step) = mysql_step {
+                let count = statement.len() as i64;
+                let insert = A::Entity::insert_many(statement).build(backend);
+                let first = txn.execute_raw(insert).await?.last_insert_id() as i64;
+                ids.extend((0..count).map(|i| first + i * step));
+                continue;
+            }
             let mut keys: Vec<i64> = A::Entity::insert_many(statement)
                 .exec_with_returning_keys(&txn)
                 .await?
@@ -361,6 +380,36 @@ where
         counter.add(rows);
     }
     Ok(ids)
+}
+
+/// MySQL and MariaDB: the step between the ids of one multi-row `INSERT`
+/// (`auto_increment_increment`), once the server's `innodb_autoinc_lock_mode` is known to hand
+/// such an `INSERT` consecutive ids. Mode 2 ("interleaved", MySQL 8's default) may interleave
+/// concurrent inserts' ids, so the ids could not be known without `RETURNING`: refused.
+async fn mysql_id_step<C: ConnectionTrait>(db: &C) -> Result<i64, ServiceError> {
+    let statement = Statement::from_string(
+        DbBackend::MySql,
+        "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED) AS lock_mode, \
+         CAST(@@auto_increment_increment AS SIGNED) AS step",
+    );
+    let row = db
+        .query_one_raw(statement)
+        .await?
+        .ok_or_else(|| ServiceError::validation("database", "the server did not answer"))?;
+    let lock_mode: i64 = row
+        .try_get("", "lock_mode")
+        .context("reading the lock mode")?;
+    let step: i64 = row.try_get("", "step").context("reading the step")?;
+    if lock_mode > 1 || step < 1 {
+        return Err(ServiceError::validation(
+            "database",
+            format!(
+                "seeding MySQL needs innodb_autoinc_lock_mode 0 or 1 (it is {lock_mode}) to know \
+                 the ids of a multi-row INSERT without RETURNING"
+            ),
+        ));
+    }
+    Ok(step)
 }
 
 /// Listed messages in runs of which none answers another of the same run, so that every reply
