@@ -70,14 +70,8 @@ impl TestDb {
 enum Cleanup {
     /// The SQLite file lives in this directory, which is deleted when dropped.
     Sqlite(#[allow(dead_code)] TempDir),
-    Postgres {
-        server: Url,
-        database: String,
-    },
-    Mysql {
-        server: Url,
-        database: String,
-    },
+    /// A database on a PostgreSQL or MySQL server, removed by running `drop` there.
+    Server { server: Url, drop: String },
 }
 
 /// Installs the tracing subscriber once per test binary: always the row-count layer (so captured
@@ -117,75 +111,60 @@ async fn create(backend: Backend) -> anyhow::Result<(TestDb, Cleanup)> {
             Ok((TestDb { conn, url, backend }, Cleanup::Sqlite(dir)))
         }
         Backend::Postgres => {
-            let server = postgres_server()?;
             let database = format!("mercado_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = connect(server.as_str()).await?;
             // An identifier cannot be a bound parameter; this one is made here from a UUID.
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{database}\""))
-                .await
-                .with_context(|| format!("creating {database}"))?;
-            admin.close().await?;
-            let mut url = server.clone();
-            url.set_path(&database);
-            let conn = connect(url.as_str()).await?;
-            Migrator::up(&conn, None)
-                .await
-                .context("migrating the PostgreSQL test database")?;
-            let db = TestDb {
-                conn,
-                url: url.to_string(),
-                backend,
-            };
-            Ok((db, Cleanup::Postgres { server, database }))
+            let create = format!("CREATE DATABASE \"{database}\"");
+            let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+            on_server(backend, postgres_server()?, &database, &create, drop).await
         }
         Backend::Mysql => {
-            let server = mysql_server()?;
             let database = format!("mercado_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = connect(server.as_str()).await?;
-            // An identifier cannot be a bound parameter; this one is made here from a UUID. No
-            // character set or collation is named: the tests see the server's defaults, as a
-            // user's `CREATE DATABASE mercado` would, and the migrations must cope with them.
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE `{database}`"))
-                .await
-                .with_context(|| format!("creating {database}"))?;
-            admin.close().await?;
-            let mut url = server.clone();
-            url.set_path(&database);
-            let conn = connect(url.as_str()).await?;
-            Migrator::up(&conn, None)
-                .await
-                .context("migrating the MySQL test database")?;
-            let db = TestDb {
-                conn,
-                url: url.to_string(),
-                backend,
-            };
-            Ok((db, Cleanup::Mysql { server, database }))
+            // As above. No character set or collation is named: the tests see the server's
+            // defaults, as a user's `CREATE DATABASE mercado` would, and the migrations must
+            // cope with them.
+            let create = format!("CREATE DATABASE `{database}`");
+            let drop = format!("DROP DATABASE IF EXISTS `{database}`");
+            on_server(backend, mysql_server()?, &database, &create, drop).await
         }
     }
+}
+
+/// Creates `database` on `server` with `create`, migrates it with the real migrations, and
+/// returns it with the cleanup that runs `drop` on the server.
+async fn on_server(
+    backend: Backend,
+    server: Url,
+    database: &str,
+    create: &str,
+    drop: String,
+) -> anyhow::Result<(TestDb, Cleanup)> {
+    let admin = connect(server.as_str()).await?;
+    admin
+        .execute_unprepared(create)
+        .await
+        .with_context(|| format!("creating {database}"))?;
+    admin.close().await?;
+    let mut url = server.clone();
+    url.set_path(database);
+    let conn = connect(url.as_str()).await?;
+    Migrator::up(&conn, None)
+        .await
+        .with_context(|| format!("migrating the {backend:?} test database"))?;
+    let db = TestDb {
+        conn,
+        url: url.to_string(),
+        backend,
+    };
+    Ok((db, Cleanup::Server { server, drop }))
 }
 
 impl Cleanup {
     async fn run(self) -> anyhow::Result<()> {
         match self {
             Cleanup::Sqlite(_dir) => Ok(()),
-            Cleanup::Postgres { server, database } => {
+            Cleanup::Server { server, drop } => {
                 let admin = connect(server.as_str()).await?;
-                admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-                    ))
-                    .await?;
-                admin.close().await?;
-                Ok(())
-            }
-            Cleanup::Mysql { server, database } => {
-                let admin = connect(server.as_str()).await?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{database}`"))
-                    .await?;
+                admin.execute_unprepared(&drop).await?;
                 admin.close().await?;
                 Ok(())
             }
