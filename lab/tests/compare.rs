@@ -11,16 +11,6 @@ use sea_orm::{DbBackend, EntityTrait, TransactionTrait};
 use sql_observe::{self as observe, DetectorMode, ObserveConfig, Scope};
 use tracing::instrument::WithSubscriber;
 
-/// A plain text subscriber of the `mercado::sql=warn` lines, writing to `log`.
-fn subscriber(log: &CapturedLog) -> impl tracing::Subscriber + Send + Sync + 'static {
-    mercado_testkit::log::ask_every_subscriber();
-    tracing_subscriber::fmt()
-        .with_env_filter("mercado::sql=warn")
-        .with_ansi(false)
-        .with_writer(log.writer())
-        .finish()
-}
-
 /// Mercado's capture configuration, as far as it matters here: findings logged on
 /// `mercado::sql`, call sites in Mercado's crates.
 fn application_config() -> ObserveConfig {
@@ -92,7 +82,7 @@ backend_tests! {
         let log = CapturedLog::default();
 
         let report = compare::run_compare(&db.conn, application_config())
-            .with_subscriber(subscriber(&log))
+            .with_subscriber(log.subscriber_like_the_binary("mercado::sql=warn"))
             .await?;
 
         assert_eq!(report.cases.len(), 6);

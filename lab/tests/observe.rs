@@ -36,16 +36,6 @@ fn observed(db: &TestDb, config: ObserveConfig) -> DatabaseConnection {
     conn
 }
 
-/// A plain text subscriber of the `mercado::sql=debug` lines, writing to `log`.
-fn subscriber(log: &CapturedLog) -> impl tracing::Subscriber + Send + Sync + 'static {
-    mercado_testkit::log::ask_every_subscriber();
-    tracing_subscriber::fmt()
-        .with_env_filter("mercado::sql=debug")
-        .with_ansi(false)
-        .with_writer(log.writer())
-        .finish()
-}
-
 /// `name` as `db`'s backend quotes an identifier in the SQL it sends: `"name"`, or `` `name` ``
 /// on MySQL. (Fingerprints spell every identifier the first way, whatever the backend.)
 fn quoted(db: &TestDb, name: &str) -> String {
@@ -421,7 +411,7 @@ backend_tests! {
                 .await?;
             anyhow::Ok(())
         }
-        .with_subscriber(subscriber(&log)))
+        .with_subscriber(log.subscriber_like_the_binary("mercado::sql=debug")))
         .await;
 
         let logged = log.text();
@@ -445,7 +435,7 @@ backend_tests! {
             Scope::request("GET /products"),
             loading::product_stock_lazy(&conn, &data.products),
         )
-        .with_subscriber(subscriber(&log))
+        .with_subscriber(log.subscriber_like_the_binary("mercado::sql=debug"))
         .await;
         stock?;
 
