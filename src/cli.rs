@@ -2,6 +2,8 @@
 //! every command shares ([`mercado::settings::SettingsArgs`]), and `migrate`'s one-line runs of
 //! the migrator. It may depend on the `mercado` library, clap and the migration crate.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use mercado::{
     settings::SettingsArgs,
@@ -38,12 +40,20 @@ pub(crate) enum Command {
         /// Print machine-readable JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also write the report as a static HTML page, the strategies side by side, with the
+        /// SQL inspector's view of each (statements, values, timeline, findings).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Run canonical queries through the ORM and as raw SQL, and compare SQL, results and time.
     Compare {
         /// Print machine-readable JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also write the report as a static HTML page, the sides side by side, their SQL
+        /// formatted and highlighted, with their plans.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Fill the database with a data set of the given size, by the fastest correct path.
     Seed(data_cli::SeedArgs),

@@ -34,8 +34,12 @@ async fn main() -> anyhow::Result<()> {
             application.run_until_stopped().await
         }
         Command::Migrate { action } => cli::migrate(&connect(&settings).await?, action).await,
-        Command::Demo { json } => observe_cli::demo(&connect(&settings).await?, json).await,
-        Command::Compare { json } => observe_cli::compare(&connect(&settings).await?, json).await,
+        Command::Demo { json, html } => {
+            observe_cli::demo(&connect(&settings).await?, json, html.as_deref()).await
+        }
+        Command::Compare { json, html } => {
+            observe_cli::compare(&connect(&settings).await?, json, html.as_deref()).await
+        }
         Command::Seed(args) => data_cli::run_seed(&connect(&settings).await?, args).await,
         Command::Export(args) => data_cli::run_export(&connect(&settings).await?, args).await,
     }

@@ -85,6 +85,26 @@ pub struct ServerSettings {
         value_parser = clap::value_parser!(u32).range(1..),
     )]
     pub max_concurrent_requests: u32,
+    /// Which SQL headers responses carry: `full` (x-query-count, server-timing and, on an N+1,
+    /// x-n-plus-one naming the statement and its call site), `count` (the first two), `off`
+    /// (none). The N+1 warning in the log and the inspector are the same whichever.
+    #[arg(
+        long,
+        global = true,
+        env = "SQL_HEADERS",
+        value_enum,
+        default_value_t = ServerSettings::default().sql_headers,
+    )]
+    pub sql_headers: SqlHeadersSetting,
+    /// Serve the SQL inspector at /_inspector: every request's statements, values, timings and
+    /// N+1 findings. Development only (it shows the SQL and values of every request); refused
+    /// on a non-loopback LISTEN_ADDR unless --inspect-on-public-address is given too.
+    #[arg(long, global = true, env = "INSPECT")]
+    pub inspect: bool,
+    /// Allow --inspect on a LISTEN_ADDR other machines can reach: anyone who reaches it sees
+    /// every request's SQL and values.
+    #[arg(long, global = true, env = "INSPECT_ON_PUBLIC_ADDRESS")]
+    pub inspect_on_public_address: bool,
 }
 
 impl Default for ServerSettings {
@@ -94,17 +114,65 @@ impl Default for ServerSettings {
             listen_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
             request_timeout: api.request_timeout,
             max_concurrent_requests: u32::try_from(api.max_concurrent_requests).unwrap_or(u32::MAX),
+            sql_headers: api.sql_headers.into(),
+            inspect: false,
+            inspect_on_public_address: false,
         }
     }
 }
 
 impl ServerSettings {
-    /// What the HTTP layer needs of these settings.
+    /// What the HTTP layer needs of these settings (the inspector, which needs the connection,
+    /// is added by `startup`).
     pub fn api(&self) -> api::ApiSettings {
         api::ApiSettings {
             request_timeout: self.request_timeout,
             max_concurrent_requests: usize::try_from(self.max_concurrent_requests)
                 .unwrap_or(usize::MAX),
+            sql_headers: self.sql_headers.into(),
+            inspector: None,
+        }
+    }
+
+    /// Refuses `--inspect` on an address other machines can reach, unless it is forced.
+    pub fn check_inspector_address(&self) -> anyhow::Result<()> {
+        if self.inspect && !self.listen_addr.ip().is_loopback() && !self.inspect_on_public_address {
+            anyhow::bail!(
+                "refusing to serve the SQL inspector on {}, an address other machines can reach: \
+                 it shows the SQL and bound values of every request. Listen on a loopback \
+                 address (LISTEN_ADDR=127.0.0.1:8000), or add --inspect-on-public-address \
+                 (INSPECT_ON_PUBLIC_ADDRESS=true) if you mean it",
+                self.listen_addr
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `SQL_HEADERS`, as the command line takes it: `api::SqlHeaders`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlHeadersSetting {
+    Full,
+    Count,
+    Off,
+}
+
+impl From<api::SqlHeaders> for SqlHeadersSetting {
+    fn from(headers: api::SqlHeaders) -> Self {
+        match headers {
+            api::SqlHeaders::Full => SqlHeadersSetting::Full,
+            api::SqlHeaders::Count => SqlHeadersSetting::Count,
+            api::SqlHeaders::Off => SqlHeadersSetting::Off,
+        }
+    }
+}
+
+impl From<SqlHeadersSetting> for api::SqlHeaders {
+    fn from(setting: SqlHeadersSetting) -> Self {
+        match setting {
+            SqlHeadersSetting::Full => api::SqlHeaders::Full,
+            SqlHeadersSetting::Count => api::SqlHeaders::Count,
+            SqlHeadersSetting::Off => api::SqlHeaders::Off,
         }
     }
 }
@@ -349,6 +417,7 @@ mod tests {
             "[default: 200ms]",
             "[default: 127.0.0.1:8000]",
             "[default: 256]",
+            "[default: full]",
         ] {
             assert!(help.contains(default), "{default} missing from:\n{help}");
         }
@@ -410,6 +479,49 @@ mod tests {
                 .map(DatabaseUrl::expose_secret),
             Some("postgres://app:s3cret@replica.example/mercado")
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_inspector_is_off_by_default_and_refused_on_a_public_address_unless_forced()
+    -> anyhow::Result<()> {
+        let parse = |args: &[&str]| -> anyhow::Result<Settings> {
+            let matches = flags_without_env()
+                .try_get_matches_from(std::iter::once("mercado").chain(args.iter().copied()))?;
+            Ok(Settings::from(SettingsArgs::from_arg_matches(&matches)?))
+        };
+        let default = parse(&[])?;
+        assert!(!default.server.inspect);
+        assert_eq!(default.server.sql_headers, SqlHeadersSetting::Full);
+        default.server.check_inspector_address()?;
+
+        parse(&["--inspect"])?.server.check_inspector_address()?;
+        parse(&["--inspect", "--listen-addr", "[::1]:8000"])?
+            .server
+            .check_inspector_address()?;
+        let public = parse(&["--inspect", "--listen-addr", "0.0.0.0:8000"])?;
+        let refused = public.server.check_inspector_address();
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("--inspect-on-public-address")),
+            "a public address is refused, naming the flag that forces it"
+        );
+        parse(&[
+            "--inspect",
+            "--listen-addr",
+            "0.0.0.0:8000",
+            "--inspect-on-public-address",
+        ])?
+        .server
+        .check_inspector_address()?;
+        parse(&["--listen-addr", "0.0.0.0:8000"])?
+            .server
+            .check_inspector_address()?;
+
+        assert_eq!(
+            parse(&["--sql-headers", "count"])?.server.sql_headers,
+            SqlHeadersSetting::Count
+        );
+        assert!(parse(&["--sql-headers", "none"]).is_err());
         Ok(())
     }
 

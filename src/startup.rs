@@ -66,7 +66,8 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 
 /// Where reads run: on `primary` alone, or also on `DATABASE_REPLICA_URL`. The replica's pool
 /// connects lazily, so a replica that is down at start delays nothing: reads go to the primary
-/// until the background check finds it up.
+/// until the background check finds it up. Its pool waits for a connection no longer than the
+/// check does, since a read it fails runs again on the primary.
 async fn read_router(
     settings: &Settings,
     primary: &DatabaseConnection,
@@ -78,11 +79,15 @@ async fn read_router(
         anyhow::bail!("DATABASE_REPLICA_URL {url} is not a PostgreSQL URL");
     }
     tracing::info!(target: "mercado", replica = %url, "reads that tolerate it go to the replica");
+    let config = ReplicaConfig::default();
     let replica_settings = service::db::DatabaseSettings {
         url: url.clone(),
         // The replica is reached directly, not through the pooler in front of the primary.
         pooler: service::db::DatabasePooler::None,
         replica_url: None,
+        // A read the replica cannot serve runs again on the primary (`ReadRouter::read`): it
+        // should give up on the replica as soon as the background check would.
+        acquire_timeout: settings.database.acquire_timeout.min(config.check_timeout),
         ..settings.database.clone()
     };
     let mut replica = service::db::connect_with(&replica_settings, |options| {
@@ -96,11 +101,7 @@ async fn read_router(
     let observe =
         api::sql_scope::observe_config().with_slow_threshold(settings.log.sql_slow_threshold);
     sql_observe::install(&mut replica, observe);
-    Ok(ReadRouter::with_replica(
-        primary.clone(),
-        replica,
-        ReplicaConfig::default(),
-    ))
+    Ok(ReadRouter::with_replica(primary.clone(), replica, config))
 }
 
 /// The application, bound and ready to serve.
@@ -110,6 +111,7 @@ pub struct Application {
     address: SocketAddr,
     router: Router,
     db: DatabaseConnection,
+    inspector: Option<api::Inspector>,
 }
 
 impl Application {
@@ -127,6 +129,7 @@ impl Application {
         options: ServeOptions,
         routes: OpenApiRouter<AppState>,
     ) -> anyhow::Result<Application> {
+        settings.server.check_inspector_address()?;
         let db = connect(&settings).await?;
         let policy = SchemaPolicy::Serve {
             migrate: options.migrate,
@@ -146,7 +149,26 @@ impl Application {
                 .context("reading the statement timeout through the pooler")?;
         }
         let health = service::health::DatabaseHealth::watch(&settings.database);
-        let state = AppState::new(db.clone(), settings.server.api())
+        let mut api_settings = settings.server.api();
+        if settings.server.inspect {
+            let inspector = api::Inspector::with_database(
+                sql_inspector::InspectorConfig::default(),
+                db.clone(),
+            );
+            api_settings.inspector = Some(inspector);
+            let url = format!(
+                "{}{}",
+                mercado_lab::demo_data::base_url(address),
+                sql_inspector::PREFIX
+            );
+            tracing::warn!(
+                target: "mercado",
+                "the SQL inspector is on at {url}: it shows every request's SQL and values; development only"
+            );
+            println!("SQL inspector: {url}");
+        }
+        let inspector = api_settings.inspector.clone();
+        let state = AppState::new(db.clone(), api_settings)
             .with_health(health)
             .with_reads(read_router(&settings, &db).await?);
         let router = api::app_with_routes(state, routes);
@@ -155,6 +177,7 @@ impl Application {
             address,
             router,
             db,
+            inspector,
         })
     }
 
@@ -185,6 +208,15 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(target: "mercado", "serving on http://{}", self.address);
+        // Open inspector pages hold an event stream each; ending them lets the graceful
+        // shutdown finish instead of waiting for the browser to go away.
+        let inspector = self.inspector.clone();
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(inspector) = inspector {
+                inspector.close();
+            }
+        };
         api::serve(self.listener, self.router, shutdown)
             .await
             .context("serving HTTP")?;

@@ -388,7 +388,10 @@ backend_tests! {
     }
 
     async fn every_path_in_the_openapi_document_is_served(db: TestDb) -> anyhow::Result<()> {
-        let app = TestApp::spawn(&db).await;
+        // With the inspector on, so that its routes are served too (off, they are the 404s the
+        // document lists for them: tests/inspector.rs).
+        let inspect = |settings: &mut Settings| settings.server.inspect = true;
+        let app = TestApp::spawn_with(&db, inspect, OpenApiRouter::new()).await;
         let document: Value = app.get("/openapi.json").await.json().await?;
         // Sent on every request: public endpoints ignore it, authenticated ones need it.
         let caller = app.register("reader").await;

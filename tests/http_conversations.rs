@@ -68,6 +68,8 @@ backend_tests! {
 
         let few = app.get_as(&ann, "/conversations").await;
         let statements_for_two = query_count(&few);
+        // The token, then the conversations with their newest messages, then their participants.
+        assert_eq!(statements_for_two, 3, "GET /conversations");
         assert_eq!(json_of(few, StatusCode::OK).await?["conversations"].as_array().map(Vec::len), Some(2));
 
         for i in 0..8 {
@@ -84,6 +86,8 @@ backend_tests! {
         let short = app.get_as(&ann, &format!("/conversations/{first}/messages?limit=2")).await;
         let long = app.get_as(&ann, &format!("/conversations/{first}/messages?limit=40")).await;
         assert_eq!(query_count(&short), query_count(&long), "GET /conversations/{{id}}/messages");
+        // The token, then the page with the participant check inside it.
+        assert_eq!(query_count(&long), 2, "GET /conversations/{{id}}/messages");
         assert_eq!(json_of(long, StatusCode::OK).await?["messages"].as_array().map(Vec::len), Some(40));
         Ok(())
     }

@@ -535,6 +535,12 @@ backend_tests! {
         }
 
         assert_eq!(counts[0], counts[1], "2 orders, then 8");
+        // The token, then the orders joined to their items and products: one statement.
+        assert_eq!(counts[1], 2, "GET /me/orders");
+        let one = app.get_as(&shop.buyer, "/me/orders").await;
+        let first_id = one.json::<Value>().await?["orders"][0]["id"].clone();
+        let single = app.get_as(&shop.buyer, &format!("/orders/{first_id}")).await;
+        assert_eq!(query_count(&single), 2, "GET /orders/{{id}}");
         Ok(())
     }
 

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod inspector;
 mod middleware;
 pub mod openapi;
 pub mod read_after;
@@ -31,6 +32,8 @@ use tokio::net::TcpListener;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ErrorCode, Problem};
+pub use sql_inspector::Inspector;
+pub use sql_scope::SqlHeaders;
 
 /// The largest request body accepted, in bytes (1 MiB); a larger one is answered with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -46,6 +49,11 @@ pub struct ApiSettings {
     /// for a connection, each for at most the pool's acquire timeout. The default, 256, is far
     /// above what a pool of 10 connections serves at once, and far below what exhausts memory.
     pub max_concurrent_requests: usize,
+    /// Which SQL headers responses carry (`SQL_HEADERS`); the log is unaffected.
+    pub sql_headers: SqlHeaders,
+    /// The SQL inspector to record every request into and to serve at `/_inspector`, when it
+    /// is on (`--inspect`); off, those routes are 404.
+    pub inspector: Option<Inspector>,
 }
 
 impl Default for ApiSettings {
@@ -53,6 +61,8 @@ impl Default for ApiSettings {
         Self {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 256,
+            sql_headers: SqlHeaders::default(),
+            inspector: None,
         }
     }
 }
@@ -102,10 +112,21 @@ pub fn app(state: AppState) -> Router {
 /// middleware and listed in the same document. The end-to-end tests mount probes with it (a
 /// route that echoes a JSON body, one that never finishes) to drive the extractors and the
 /// timeout through real HTTP.
+///
+/// The inspector's routes are always in the document; they are its own when
+/// [`ApiSettings::inspector`] is set, and 404 problems otherwise.
 pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Router {
     let (router, document) = routes::all().merge(extra).split_for_parts();
+    let (inspector_off, inspector_document) = inspector::documented().split_for_parts();
+    let mut document = document;
+    document.merge(inspector_document);
     let document = Arc::new(openapi::to_json(&openapi::finish(document)));
+    let router = match &state.settings.inspector {
+        Some(inspector) => router.merge(inspector.router()),
+        None => router.merge(inspector_off),
+    };
     let router = router
+        .route_layer(axum::middleware::from_fn(sql_scope::mark_route))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             read_after::stamp,
@@ -122,7 +143,8 @@ pub fn app_with_routes(state: AppState, extra: OpenApiRouter<AppState>) -> Route
 /// The OpenAPI document of every route [`app`] serves; `/openapi.json` serves it rendered by
 /// [`openapi::to_json`].
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, document) = routes::all().split_for_parts();
+    let (_, mut document) = routes::all().split_for_parts();
+    document.merge(inspector::documented().split_for_parts().1);
     openapi::finish(document)
 }
 

@@ -7,7 +7,8 @@
 //!    also goes into the request's extensions ([`RequestSpan`]), for the extractor to record
 //!    into: by then the current span is a narrower one inside it (the SQL scope's).
 //! 3. The SQL scope ([`crate::sql_scope`]): the request's statements are captured and counted into
-//!    `x-query-count`, `server-timing` and, on an N+1, `x-n-plus-one`. Inside the tracing span,
+//!    `x-query-count`, `server-timing` and, on an N+1, `x-n-plus-one` (as `SQL_HEADERS` says),
+//!    and recorded into the SQL inspector when it is on. Inside the tracing span,
 //!    so the detector's warnings name the request id; outside the layers below, so a panic or a
 //!    timeout is answered with the headers too.
 //! 4. Panics become a 500 problem, logged like any unexpected error.
@@ -73,8 +74,15 @@ pub(crate) fn wrap(router: Router, settings: &ApiSettings, health: DatabaseHealt
         .service(router.clone());
     // `route_service` takes no `Router` (it asks for `nest`, which would strip the path), so the
     // unlimited one is passed behind an identity `map_request`.
+    // It also drops the outer router's `MatchedPath`, which the inner router would otherwise
+    // extend as if nested (`/healthz/healthz`).
     let unlimited = ServiceBuilder::new()
-        .map_request(|request: Request<Body>| request)
+        .map_request(|mut request: Request<Body>| {
+            request
+                .extensions_mut()
+                .remove::<axum::extract::MatchedPath>();
+            request
+        })
         .service(router);
     let router = Router::new()
         .route_service(LIVENESS, unlimited)
@@ -92,7 +100,13 @@ pub(crate) fn wrap(router: Router, settings: &ApiSettings, health: DatabaseHealt
                     .on_failure(()),
             )
             .layer(from_fn(keep_request_span))
-            .layer(from_fn(sql_scope::record))
+            .layer(from_fn_with_state(
+                sql_scope::Recording {
+                    headers: settings.sql_headers,
+                    inspector: settings.inspector.clone(),
+                },
+                sql_scope::record,
+            ))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn_with_state(health, database_guard))
             .layer(HandleErrorLayer::new(middleware_error))

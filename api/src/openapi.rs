@@ -42,7 +42,9 @@ pub const BEARER: &str = "bearer";
             `Problem` and `ErrorCode` schemas. Every response carries `x-request-id`, echoing the \
             request's own when it sent one; `x-query-count`, the number of SQL statements serving \
             it took; and `server-timing` with their database time. A response whose request ran \
-            an N+1 pattern also carries `x-n-plus-one`, naming the repeated statement.\n\n\
+            an N+1 pattern also carries `x-n-plus-one`, naming the repeated statement. (A server \
+            configured with `SQL_HEADERS=count` sends only `x-query-count` and `server-timing`; \
+            with `SQL_HEADERS=off`, none of the three.)\n\n\
             Money is a decimal string (`\"12.50\"`), never a JSON number: sent with 0 to 2 \
             decimal places, returned with two. Times are RFC 3339 in UTC. Lengths count Unicode \
             code points, as JSON Schema's `minLength` and `maxLength` do (a validator that counts \
@@ -61,6 +63,7 @@ pub const BEARER: &str = "bearer";
         (name = "money", description = "Deposits and transfers. Amounts are decimal strings."),
         (name = "products", description = "Selling, reading and searching products."),
         (name = "orders", description = "Buying, cancelling and reading one's own orders."),
+        (name = "inspector", description = "The development-only SQL inspector: every request's statements, values, timings and N+1 findings. Off by default (`--inspect` turns it on); while it is off, every route here is 404 `not_found`."),
     ),
     components(schemas(Problem, ErrorCode, crate::routes::LineRequest)),
     modifiers(&BearerScheme),

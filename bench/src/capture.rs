@@ -26,28 +26,14 @@ use crate::{
     last10::{list_last10, sample_pairs},
     load::run_for,
     setup::{BenchDatabase, seeded_ids},
-    stats::ratio,
+    stats::{median, ratio},
 };
 
 /// The statements one last-10 call sends.
 const STATEMENTS_PER_CALL: f64 = 3.0;
-/// `sysconf(_SC_CLK_TCK)` on Linux: the unit of `/proc/self/stat`'s CPU times.
-const CLOCK_TICKS_PER_S: f64 = 100.0;
-
 /// This process's CPU time so far, user and system, in seconds.
 fn process_cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The fields after the command name, which is parenthesised and may hold spaces.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |index: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(index)
-            .ok_or_else(|| anyhow::anyhow!("/proc/self/stat has no field {index}"))?
-            .parse::<f64>()?)
-    };
-    Ok((ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_S)
+    crate::cpu::process_cpu_seconds(None)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,16 +87,6 @@ pub(crate) struct CaptureCost {
     /// Added CPU time of this process per captured statement, against plain, in ns.
     cpu_ns_per_statement_on: f64,
     cpu_ns_per_statement_off: f64,
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 fn spread(ratios: &[f64]) -> (f64, f64, f64) {

@@ -176,7 +176,7 @@ pub(crate) fn throughput(last10: &Last10, path: &Path) -> anyhow::Result<()> {
                 .collect(),
         ),
         (
-            "HTTP".to_owned(),
+            "HTTP (wrk)".to_owned(),
             last10
                 .http
                 .iter()

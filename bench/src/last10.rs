@@ -1,35 +1,38 @@
-//! Section 2 and 3: the last 10 messages of random conversations through the service layer,
-//! through the HTTP API and through pgbench (the same statements, no Rust at all), at each
-//! concurrency; and single-task latency on the small database against the large one.
+//! Section 2 and 3: the last 10 messages of random conversations through the service layer
+//! (in this process), through the HTTP API (the release `mercado` binary as a child process,
+//! driven by `wrk`) and through pgbench (the same statements, no Rust at all), at each
+//! concurrency, with the CPU time the application and PostgreSQL spend per request; and
+//! single-task latency on the small database against the large one.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use mercado::{
-    settings::Settings,
-    startup::{Application, DemoData, ServeOptions},
-};
 use serde::Serialize;
 use service::domain::chat::MessageLimit;
 use sql_observe::{self as observe, Scope};
 use url::Url;
 
 use crate::{
+    cpu::{CpuMeter, CpuPerRequest, PostgresProcesses},
     load::{LoadFigures, run_for},
     pgbench::{PgbenchResult, PgbenchRun},
     scale::Scale,
+    server::MercadoServer,
     setup::{BenchDatabase, SeededIds},
     stats::{LatencySummary, Samples, ratio},
+    wrk::{self, WrkReport},
 };
 
 /// The pgbench scripts, as committed under `scripts/pgbench`.
 pub(crate) const LAST10_SCRIPT: &str = include_str!("../../scripts/pgbench/last10.sql");
 pub(crate) const TAKE_STOCK_SCRIPT: &str = include_str!("../../scripts/pgbench/take-stock.sql");
+
+/// How many (conversation, participant) pairs pgbench's last-10 run draws from, one script each.
+const PGBENCH_PAIRS: usize = 100;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Last10 {
@@ -38,13 +41,48 @@ pub(crate) struct Last10 {
     /// The statement of `repo::products::take_stock`, captured the same way.
     pub(crate) take_stock_statements: Vec<String>,
     pub(crate) service: Vec<LoadFigures>,
-    pub(crate) http: Vec<LoadFigures>,
+    pub(crate) http: Vec<HttpRun>,
+    /// CPU time per request of the application and of PostgreSQL, per path and load level.
+    pub(crate) cpu: Vec<CpuRow>,
     pub(crate) pgbench_last10: Vec<PgbenchResult>,
     pub(crate) pgbench_take_stock: Vec<PgbenchResult>,
     /// Service throughput ÷ pgbench throughput at the same concurrency.
     pub(crate) service_fraction_of_pgbench: Vec<(u32, f64)>,
     pub(crate) http_fraction_of_pgbench: Vec<(u32, f64)>,
     pub(crate) small_vs_large: SmallVsLarge,
+}
+
+/// One wrk run against the `mercado` child.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HttpRun {
+    /// wrk's connections (`-c`).
+    pub(crate) concurrency: u32,
+    /// wrk's threads (`-t`).
+    pub(crate) threads: u32,
+    /// Successful responses per second.
+    pub(crate) throughput_per_s: f64,
+    /// Non-2xx responses and socket errors.
+    pub(crate) errors: u64,
+    pub(crate) wrk: WrkReport,
+}
+
+/// One line of the CPU-per-request table.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CpuRow {
+    /// `service` (this process's CPU) or `HTTP` (the `mercado` child's).
+    pub(crate) path: &'static str,
+    pub(crate) concurrency: u32,
+    pub(crate) throughput_per_s: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) cpu: CpuPerRequest,
+}
+
+/// What the HTTP runs need: the binary to start, and the load generator.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTools {
+    pub(crate) mercado_bin: PathBuf,
+    pub(crate) wrk: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +97,7 @@ pub(crate) struct SmallVsLarge {
 
 /// A participant of a conversation, with a token for the HTTP run.
 #[derive(Debug, Clone)]
-struct Caller {
+pub(crate) struct Caller {
     conversation_id: i64,
     user_id: i64,
     token: String,
@@ -86,6 +124,31 @@ pub(crate) async fn sample_pairs(
         anyhow::bail!("{}: no conversation has a participant", db.name);
     }
     Ok(pairs)
+}
+
+/// A caller for each pair, each user given a fresh API token.
+pub(crate) async fn callers(
+    db: &BenchDatabase,
+    pairs: &[(i64, i64)],
+) -> anyhow::Result<Arc<Vec<Caller>>> {
+    let mut users: Vec<i64> = pairs.iter().map(|&(_, user)| user).collect();
+    users.sort_unstable();
+    users.dedup();
+    let tokens = service::ops::users::issue_tokens(&db.plain, &users).await?;
+    let mut callers = Vec::with_capacity(pairs.len());
+    for &(conversation_id, user_id) in pairs {
+        let token = tokens
+            .iter()
+            .find(|(user, _)| *user == user_id)
+            .map(|(_, token)| token.clone())
+            .with_context(|| format!("no token was issued for user {user_id}"))?;
+        callers.push(Caller {
+            conversation_id,
+            user_id,
+            token,
+        });
+    }
+    Ok(Arc::new(callers))
 }
 
 pub(crate) async fn list_last10(
@@ -176,99 +239,160 @@ fn print_load(label: &str, figures: &LoadFigures) {
     );
 }
 
+fn print_cpu(cpu: &CpuPerRequest) {
+    match (cpu.postgres_us_per_request, cpu.app_over_postgres) {
+        (Some(postgres), Some(over)) => println!(
+            "    CPU per request: app {:.1} µs, PostgreSQL {postgres:.1} µs ({over:.2}×)",
+            cpu.app_us_per_request
+        ),
+        _ => println!(
+            "    CPU per request: app {:.1} µs, PostgreSQL not measured",
+            cpu.app_us_per_request
+        ),
+    }
+}
+
+/// The service path's closed-loop load at one concurrency, for `duration`.
+pub(crate) async fn service_load(
+    db: &BenchDatabase,
+    callers: &Arc<Vec<Caller>>,
+    concurrency: u32,
+    duration: Duration,
+) -> anyhow::Result<LoadFigures> {
+    let app = db.app.clone();
+    let chosen = Arc::clone(callers);
+    run_for(concurrency, duration, callers.len(), move |i| {
+        let app = app.clone();
+        let caller = chosen[i].clone();
+        async move { list_last10(&app, caller.user_id, caller.conversation_id).await }
+    })
+    .await
+}
+
 async fn service_runs(
     db: &BenchDatabase,
     callers: &Arc<Vec<Caller>>,
     scale: &Scale,
-) -> anyhow::Result<Vec<LoadFigures>> {
+    postgres: Option<&PostgresProcesses>,
+) -> anyhow::Result<(Vec<LoadFigures>, Vec<CpuRow>)> {
     let mut runs = Vec::new();
+    let mut cpu_rows = Vec::new();
     for &concurrency in &scale.last10_concurrency {
-        let app = db.app.clone();
-        let chosen = Arc::clone(callers);
-        let figures = run_for(
-            concurrency,
-            scale.last10_duration,
-            callers.len(),
-            move |i| {
-                let app = app.clone();
-                let caller = chosen[i].clone();
-                async move { list_last10(&app, caller.user_id, caller.conversation_id).await }
-            },
-        )
-        .await?;
+        let meter = CpuMeter::start(None, postgres)?;
+        let figures = service_load(db, callers, concurrency, scale.last10_duration).await?;
+        let cpu = meter.per_request(figures.requests)?;
         print_load("service", &figures);
+        print_cpu(&cpu);
+        cpu_rows.push(CpuRow {
+            path: "service",
+            concurrency,
+            throughput_per_s: figures.throughput_per_s,
+            p50_us: figures.latency.p50_us as f64,
+            p99_us: figures.latency.p99_us as f64,
+            cpu,
+        });
         runs.push(figures);
     }
-    Ok(runs)
+    Ok((runs, cpu_rows))
+}
+
+/// Writes the wrk script for `callers` into `dir`.
+pub(crate) fn write_wrk_script(callers: &[Caller], dir: &Path) -> anyhow::Result<PathBuf> {
+    let pairs: Vec<(i64, &str)> = callers
+        .iter()
+        .map(|c| (c.conversation_id, c.token.as_str()))
+        .collect();
+    let path = dir.join("last10.lua");
+    std::fs::write(&path, wrk::last10_script(&pairs)?)?;
+    Ok(path)
+}
+
+/// One wrk run against `server`, with the server's and PostgreSQL's CPU read around it.
+pub(crate) async fn http_load(
+    tools: &HttpTools,
+    server: &MercadoServer,
+    script: &Path,
+    connections: u32,
+    duration: Duration,
+    postgres: Option<&PostgresProcesses>,
+) -> anyhow::Result<(HttpRun, CpuPerRequest)> {
+    let meter = CpuMeter::start(Some(server.pid), postgres)?;
+    let report = wrk::run(&tools.wrk, script, &server.base_url, connections, duration).await?;
+    let cpu = meter.per_request(report.requests)?;
+    let run = HttpRun {
+        concurrency: connections,
+        threads: wrk::threads_for(connections),
+        throughput_per_s: report.successes_per_s(),
+        errors: report.errors(),
+        wrk: report,
+    };
+    Ok((run, cpu))
 }
 
 async fn http_runs(
     db: &BenchDatabase,
-    callers: &Arc<Vec<Caller>>,
+    callers: &[Caller],
     scale: &Scale,
-) -> anyhow::Result<Vec<LoadFigures>> {
-    // The application as the binary builds it (`mercado::startup::Application`: its own pool
-    // with the capture installed, default pool and API settings) on a free port, over the
-    // database seeded already.
-    let mut settings = Settings::default();
-    settings.database.url = db.url.as_str().into();
-    settings.database.application_name = "mercado-bench".to_owned();
-    settings.server.listen_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let options = ServeOptions {
-        demo_data: DemoData::SkipQuietly,
-        ..ServeOptions::default()
-    };
-    let application = Application::build(settings, options).await?;
-    let address = application.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until(async {
-        let _ = stopped.await;
-    }));
+    tools: &HttpTools,
+    postgres: Option<&PostgresProcesses>,
+    work_dir: &Path,
+) -> anyhow::Result<(Vec<HttpRun>, Vec<CpuRow>)> {
+    let server = MercadoServer::start(&tools.mercado_bin, &db.url, work_dir).await?;
+    println!(
+        "  {} (pid {}) serving {} on {}; its log: {}",
+        tools.mercado_bin.display(),
+        server.pid,
+        db.name,
+        server.base_url,
+        server.log.display()
+    );
+    let script = write_wrk_script(callers, work_dir)?;
+    // Warm the child's pool (it opens connections as load needs them) and its caches.
     let max_concurrency = scale.last10_concurrency.iter().copied().max().unwrap_or(1);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(max_concurrency as usize * 2)
-        .build()?;
-    let base = Arc::new(format!("http://{address}"));
+    http_load(
+        tools,
+        &server,
+        &script,
+        max_concurrency,
+        Duration::from_secs(1),
+        None,
+    )
+    .await?;
     let mut runs = Vec::new();
-    for &concurrency in &scale.last10_concurrency {
-        let chosen = Arc::clone(callers);
-        let client = client.clone();
-        let base = Arc::clone(&base);
-        let figures = run_for(
-            concurrency,
+    let mut cpu_rows = Vec::new();
+    for &connections in &scale.last10_concurrency {
+        let (run, cpu) = http_load(
+            tools,
+            &server,
+            &script,
+            connections,
             scale.last10_duration,
-            callers.len(),
-            move |i| {
-                let caller = chosen[i].clone();
-                let request = client
-                    .get(format!(
-                        "{base}/conversations/{}/messages?limit=10",
-                        caller.conversation_id
-                    ))
-                    .bearer_auth(caller.token);
-                async move {
-                    let response = request.send().await.map_err(|e| format!("http: {e}"))?;
-                    let status = response.status();
-                    // The body is read whole, as a client would.
-                    response
-                        .bytes()
-                        .await
-                        .map_err(|e| format!("http body: {e}"))?;
-                    if status.is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!("http status {status}"))
-                    }
-                }
-            },
+            postgres,
         )
         .await?;
-        print_load("HTTP", &figures);
-        runs.push(figures);
+        println!(
+            "  HTTP (wrk -t{} -c{connections}): {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors ({} non-2xx, {} socket)",
+            run.threads,
+            run.throughput_per_s,
+            run.wrk.latency_p50_us,
+            run.wrk.latency_p99_us,
+            run.errors,
+            run.wrk.non_2xx,
+            run.wrk.socket_errors
+        );
+        print_cpu(&cpu);
+        cpu_rows.push(CpuRow {
+            path: "HTTP",
+            concurrency: connections,
+            throughput_per_s: run.throughput_per_s,
+            p50_us: run.wrk.latency_p50_us,
+            p99_us: run.wrk.latency_p99_us,
+            cpu,
+        });
+        runs.push(run);
     }
-    let _ = stop.send(());
-    server.await??;
-    Ok(runs)
+    drop(server);
+    Ok((runs, cpu_rows))
 }
 
 /// `sql` with every `$n` and every pgbench `:name` replaced by `?`, so that a captured
@@ -356,12 +480,21 @@ async fn pgbench_runs(
     scale: &Scale,
     script_dir: &Path,
 ) -> anyhow::Result<(Vec<PgbenchResult>, Vec<PgbenchResult>)> {
-    let last10_path = script_dir.join("last10.sql");
-    let take_stock_path = script_dir.join("take-stock.sql");
-    std::fs::write(&last10_path, LAST10_SCRIPT)?;
-    std::fs::write(&take_stock_path, TAKE_STOCK_SCRIPT)?;
-    let (cid_min, cid_max) = id_range("conversation", &ids.conversations);
-    let (uid_min, uid_max) = id_range("user", &ids.users);
+    // One copy of last10.sql per sampled (conversation, participant) pair: pgbench cannot look
+    // a participant up without a statement the service does not send. pgbench takes at most
+    // 128 scripts.
+    let pairs = sample_pairs(large, ids, PGBENCH_PAIRS).await?;
+    let mut last10_paths = Vec::with_capacity(pairs.len());
+    for (index, (conversation_id, user_id)) in pairs.iter().enumerate() {
+        let path = script_dir.join(format!("last10-{index}.sql"));
+        std::fs::write(
+            &path,
+            format!("\\set cid {conversation_id}\n\\set uid {user_id}\n{LAST10_SCRIPT}"),
+        )?;
+        last10_paths.push(path);
+    }
+    let take_stock_paths = [script_dir.join("take-stock.sql")];
+    std::fs::write(&take_stock_paths[0], TAKE_STOCK_SCRIPT)?;
     let (pid_min, pid_max) = id_range("product", &ids.products);
     let mut last10 = Vec::new();
     let mut take_stock = Vec::new();
@@ -370,15 +503,10 @@ async fn pgbench_runs(
             pgbench,
             server_url,
             database: &large.name,
-            script: &last10_path,
+            scripts: &last10_paths,
             clients,
             seconds: scale.pgbench_seconds(),
-            variables: vec![
-                ("cid_min", cid_min),
-                ("cid_max", cid_max),
-                ("uid_min", uid_min),
-                ("uid_max", uid_max),
-            ],
+            variables: Vec::new(),
         };
         let result = run.run().await.context("pgbench last10")?;
         println!(
@@ -387,7 +515,7 @@ async fn pgbench_runs(
         );
         last10.push(result);
         let run = PgbenchRun {
-            script: &take_stock_path,
+            scripts: &take_stock_paths,
             variables: vec![("pid_min", pid_min), ("pid_max", pid_max)],
             ..run
         };
@@ -401,15 +529,15 @@ async fn pgbench_runs(
     Ok((last10, take_stock))
 }
 
-fn fractions(runs: &[LoadFigures], pgbench: &[PgbenchResult]) -> Vec<(u32, f64)> {
-    runs.iter()
-        .filter_map(|run| {
-            pgbench
-                .iter()
-                .find(|p| p.clients == run.concurrency)
-                .map(|p| (run.concurrency, ratio(run.throughput_per_s, p.tps)))
-        })
-        .collect()
+/// Each (concurrency, throughput) as a fraction of pgbench's at the same concurrency.
+fn fractions(runs: impl Iterator<Item = (u32, f64)>, pgbench: &[PgbenchResult]) -> Vec<(u32, f64)> {
+    runs.filter_map(|(concurrency, throughput)| {
+        pgbench
+            .iter()
+            .find(|p| p.clients == concurrency)
+            .map(|p| (concurrency, ratio(throughput, p.tps)))
+    })
+    .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -422,6 +550,8 @@ pub(crate) async fn run(
     pgbench: &Path,
     server_url: &Url,
     script_dir: &Path,
+    tools: &HttpTools,
+    postgres: Option<&PostgresProcesses>,
 ) -> anyhow::Result<Last10> {
     let pairs = sample_pairs(large, ids, scale.last10_callers).await?;
     let statements = capture_statements(large, pairs[0]).await?;
@@ -430,29 +560,12 @@ pub(crate) async fn run(
     let take_stock_statements = capture_take_stock(large, product).await?;
     check_script("take-stock.sql", TAKE_STOCK_SCRIPT, &take_stock_statements)?;
     println!("  scripts/pgbench/*.sql hold exactly the statements the service sends");
-    let mut users: Vec<i64> = pairs.iter().map(|&(_, user)| user).collect();
-    users.sort_unstable();
-    users.dedup();
-    let tokens = service::ops::users::issue_tokens(&large.plain, &users).await?;
-    let callers: Arc<Vec<Caller>> = Arc::new(
-        pairs
-            .iter()
-            .map(|&(conversation_id, user_id)| Caller {
-                conversation_id,
-                user_id,
-                token: tokens
-                    .iter()
-                    .find(|(user, _)| *user == user_id)
-                    .map(|(_, token)| token.clone())
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    );
+    let callers = callers(large, &pairs).await?;
     // Warm the pool and the server's caches before anything is timed.
     single_task(large, &pairs, pairs.len().max(100)).await?;
 
-    let service = service_runs(large, &callers, scale).await?;
-    let http = http_runs(large, &callers, scale).await?;
+    let (service, service_cpu) = service_runs(large, &callers, scale, postgres).await?;
+    let (http, http_cpu) = http_runs(large, &callers, scale, tools, postgres, script_dir).await?;
     let (pgbench_last10, pgbench_take_stock) =
         pgbench_runs(pgbench, server_url, large, ids, scale, script_dir).await?;
     let small_vs_large = small_vs_large(
@@ -468,8 +581,15 @@ pub(crate) async fn run(
     Ok(Last10 {
         statements,
         take_stock_statements,
-        service_fraction_of_pgbench: fractions(&service, &pgbench_last10),
-        http_fraction_of_pgbench: fractions(&http, &pgbench_last10),
+        service_fraction_of_pgbench: fractions(
+            service.iter().map(|r| (r.concurrency, r.throughput_per_s)),
+            &pgbench_last10,
+        ),
+        http_fraction_of_pgbench: fractions(
+            http.iter().map(|r| (r.concurrency, r.throughput_per_s)),
+            &pgbench_last10,
+        ),
+        cpu: service_cpu.into_iter().chain(http_cpu).collect(),
         service,
         http,
         pgbench_last10,
@@ -492,7 +612,9 @@ mod tests {
 
     #[test]
     fn the_committed_scripts_hold_only_their_statements() {
-        assert_eq!(script_statements(LAST10_SCRIPT).len(), 2);
+        // The page, with the participant check inside it: one statement since the check moved
+        // into the page query.
+        assert_eq!(script_statements(LAST10_SCRIPT).len(), 1);
         assert_eq!(script_statements(TAKE_STOCK_SCRIPT).len(), 1);
     }
 }

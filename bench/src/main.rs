@@ -1,7 +1,9 @@
 //! `mercado-bench`: Mercado's benchmark harness. In one run on a PostgreSQL server it creates,
 //! migrates and seeds three databases (small, large, and one for the loading fixtures), then measures the ORM against raw sqlx on the same pool,
-//! the last-10-messages read through the service layer, the HTTP API and pgbench at several
-//! concurrencies, lazy/joined/select-in loading, `place_order` under contention, the streaming
+//! the last-10-messages read through the service layer, the HTTP API (the release `mercado`
+//! binary under `wrk`) and pgbench at several concurrencies, with the CPU time per request of
+//! the application and of PostgreSQL, what the SQL capture and row counting cost,
+//! lazy/joined/select-in loading, `place_order` under contention, the streaming
 //! export's speed and memory, and the bulk-insert paths; it writes `results.json`, two SVG
 //! charts and the generated section of `docs/benchmarks.md`.
 //!
@@ -12,6 +14,7 @@
 mod bulk;
 mod capture;
 mod charts;
+mod cpu;
 mod export;
 mod fixtures;
 mod last10;
@@ -20,19 +23,25 @@ mod loading;
 mod machine;
 mod orders;
 mod orm_vs_raw;
+mod overhead;
+mod perf;
 mod pgbench;
 mod report;
 mod scale;
+mod server;
 mod setup;
 mod stats;
+mod wrk;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use url::Url;
 
 use crate::{
+    cpu::PostgresProcesses,
+    last10::HttpTools,
     report::{Results, Seeds},
     scale::{Scale, ScaleName},
     setup::{LARGE_SUFFIX, LOADING_SUFFIX, SMALL_SUFFIX, database_name},
@@ -55,6 +64,23 @@ enum Command {
     /// Measures what the SQL capture and the N+1 detector cost the last-10 service call (on its
     /// own database, `<prefix>_capture`) and writes the figures as JSON.
     CaptureCost(CaptureCostArgs),
+    /// Runs only the last-10 load of one path (service or HTTP) on the large database, with its
+    /// CPU per request; with `--perf-record`, under `perf record` (see `scripts/flamegraph`).
+    Load(LoadArgs),
+    /// Internal: one variant of the capture-and-row-count cost; prints its figures as JSON.
+    #[command(hide = true)]
+    OverheadChild {
+        #[arg(long)]
+        url: Url,
+        #[arg(long, value_enum)]
+        variant: overhead::Variant,
+        #[arg(long)]
+        concurrency: u32,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        pairs: PathBuf,
+    },
     /// Internal: exports every message to a sink and prints its memory figures as JSON.
     #[command(hide = true)]
     ExportChild,
@@ -93,6 +119,84 @@ struct RunArgs {
     /// The pgbench executable.
     #[arg(long, default_value = "pgbench")]
     pgbench: PathBuf,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct HttpArgs {
+    /// The `mercado` binary the HTTP runs start; `mercado` beside this executable by default
+    /// (`target/release/mercado`: `cargo build --release -p mercado`).
+    #[arg(long)]
+    mercado_bin: Option<PathBuf>,
+    /// The HTTP load generator (Debian package `wrk`).
+    #[arg(long, default_value = "wrk")]
+    wrk: PathBuf,
+}
+
+impl HttpArgs {
+    fn tools(&self) -> anyhow::Result<HttpTools> {
+        Ok(HttpTools {
+            mercado_bin: match &self.mercado_bin {
+                Some(path) => path.clone(),
+                None => server::default_binary()?,
+            },
+            wrk: self.wrk.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoadPath {
+    Service,
+    Http,
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// The PostgreSQL server, without a database name.
+    #[arg(long)]
+    server_url: Url,
+    #[arg(long, value_enum)]
+    path: LoadPath,
+    /// Tasks (service) or wrk connections (HTTP).
+    #[arg(long, default_value_t = 8)]
+    concurrency: u32,
+    /// How long the load lasts: `10s`, `500ms` or seconds.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// The scale whose large database is loaded (seeded first if it is missing).
+    #[arg(long, value_enum, default_value = "full")]
+    scale: ScaleName,
+    #[arg(long, default_value = setup::DEFAULT_DATABASE_PREFIX)]
+    database_prefix: String,
+    /// Record the loaded process (this one for `service`, the `mercado` child for `http`)
+    /// with `perf record -F 499 -g --call-graph <perf-call-graph> -o FILE` during the load.
+    #[arg(long)]
+    perf_record: Option<PathBuf>,
+    #[arg(long, default_value = "dwarf")]
+    perf_call_graph: String,
+    #[command(flatten)]
+    http: HttpArgs,
+    #[arg(long)]
+    allow_debug: bool,
+}
+
+/// `10s`, `1.5s`, `500ms` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| format!("{text:?} is not a duration (10s, 500ms)"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +255,14 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::CaptureCost(args) => capture_cost(args).await,
+        Command::Load(args) => load(args).await,
+        Command::OverheadChild {
+            url,
+            variant,
+            concurrency,
+            seconds,
+            pairs,
+        } => overhead::child(&url, variant, concurrency, seconds, &pairs).await,
         Command::ExportChild => export::child().await,
         Command::DropDatabases {
             server_url,
@@ -204,6 +316,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let small_ids = setup::seeded_ids(&small).await?;
     let large_ids = setup::seeded_ids(&large).await?;
     let loading_ids = setup::seeded_ids(&loading_db).await?;
+    let tools = args.http.tools()?;
+    let postgres = match PostgresProcesses::find(large.pool()).await {
+        Ok(processes) => {
+            println!(
+                "  PostgreSQL's CPU is read from the postmaster {} and its children",
+                processes.postmaster
+            );
+            Some(processes)
+        }
+        Err(error) => {
+            println!(
+                "  PostgreSQL's CPU cannot be read from here, so it is not reported: {error:#}"
+            );
+            None
+        }
+    };
     let machine = machine::describe(large.pool()).await?;
     println!(
         "  machine: {} ({} cores), PostgreSQL {}, {} build, scale {:?}",
@@ -238,6 +366,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &args.pgbench,
         &args.server_url,
         &script_dir,
+        &tools,
+        postgres.as_ref(),
+    )
+    .await?;
+
+    section("2b. what the SQL capture and row counting cost the service call (child processes)");
+    let overhead_pairs = last10::sample_pairs(&large, &large_ids, scale.last10_callers).await?;
+    let overhead = overhead::run(
+        &large.url,
+        &overhead_pairs,
+        8,
+        scale.overhead_rounds,
+        scale.overhead_seconds,
+        &script_dir,
     )
     .await?;
 
@@ -254,7 +396,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let bulk = bulk::run(&large, &large_ids, &scale).await?;
 
     section("results");
-    let targets = report::targets(&orm_vs_raw, &last10, &loading, &orders, &export);
+    let targets = report::targets(&orm_vs_raw, &last10, &overhead, &loading, &orders, &export);
     for target in &targets {
         let verdict = match target.met {
             Some(true) => "met",
@@ -276,6 +418,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         orm_vs_raw,
         last10,
+        overhead,
         loading,
         orders,
         export,
@@ -296,6 +439,105 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.out.join("results.json").display(),
         doc.display()
     );
+    Ok(())
+}
+
+/// `mercado-bench load`: one path's last-10 load alone, for a profiler.
+async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !args.allow_debug {
+        bail!(
+            "this is a debug build: run it with `cargo run --release -p mercado-bench -- load …`"
+        );
+    }
+    setup::check_prefix(&args.database_prefix)?;
+    let scale = Scale::of(args.scale);
+    let name = database_name(&args.database_prefix, LARGE_SUFFIX);
+    let db = setup::prepare(&args.server_url, &name, scale.large_seed, false).await?;
+    let ids = setup::seeded_ids(&db).await?;
+    let postgres = PostgresProcesses::find(db.pool())
+        .await
+        .map_err(|error| println!("  PostgreSQL's CPU is not reported: {error:#}"))
+        .ok();
+    let pairs = last10::sample_pairs(&db, &ids, scale.last10_callers).await?;
+    let callers = last10::callers(&db, &pairs).await?;
+    let work_dir = std::env::temp_dir().join(format!("mercado-bench-load-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    let cpu = match args.path {
+        LoadPath::Service => {
+            // Warm up for a second, then record the timed load only.
+            last10::service_load(&db, &callers, args.concurrency, Duration::from_secs(1)).await?;
+            let perf = perf::Recording::start(
+                args.perf_record.as_deref(),
+                &args.perf_call_graph,
+                std::process::id(),
+            )
+            .await?;
+            let meter = cpu::CpuMeter::start(None, postgres.as_ref())?;
+            let figures =
+                last10::service_load(&db, &callers, args.concurrency, args.duration).await?;
+            let cpu = meter.per_request(figures.requests)?;
+            perf.stop()?;
+            println!(
+                "service × {}: {:.0} req/s, p50 {} µs, p99 {} µs, {} errors",
+                args.concurrency,
+                figures.throughput_per_s,
+                figures.latency.p50_us,
+                figures.latency.p99_us,
+                figures.errors
+            );
+            cpu
+        }
+        LoadPath::Http => {
+            let tools = args.http.tools()?;
+            let server =
+                server::MercadoServer::start(&tools.mercado_bin, &db.url, &work_dir).await?;
+            let script = last10::write_wrk_script(&callers, &work_dir)?;
+            last10::http_load(
+                &tools,
+                &server,
+                &script,
+                args.concurrency,
+                Duration::from_secs(1),
+                None,
+            )
+            .await?;
+            let perf = perf::Recording::start(
+                args.perf_record.as_deref(),
+                &args.perf_call_graph,
+                server.pid,
+            )
+            .await?;
+            let (run, cpu) = last10::http_load(
+                &tools,
+                &server,
+                &script,
+                args.concurrency,
+                args.duration,
+                postgres.as_ref(),
+            )
+            .await?;
+            perf.stop()?;
+            println!(
+                "HTTP (wrk -t{} -c{}): {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors",
+                run.threads,
+                run.concurrency,
+                run.throughput_per_s,
+                run.wrk.latency_p50_us,
+                run.wrk.latency_p99_us,
+                run.errors
+            );
+            cpu
+        }
+    };
+    let _ = std::fs::remove_dir_all(&work_dir);
+    match cpu.postgres_us_per_request {
+        Some(postgres) => println!(
+            "CPU per request: app {:.1} µs, PostgreSQL {postgres:.1} µs",
+            cpu.app_us_per_request
+        ),
+        None => println!("CPU per request: app {:.1} µs", cpu.app_us_per_request),
+    }
+    db.plain.close_by_ref().await?;
     Ok(())
 }
 

@@ -4,7 +4,10 @@
 //! each statement as a prepared statement, as sqlx does, with no ORM and no mapping. Its
 //! throughput at a given client count is the ceiling the service can approach on this server.
 
-use std::{path::Path, process::Stdio};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -66,7 +69,8 @@ pub(crate) struct PgbenchRun<'a> {
     pub(crate) pgbench: &'a Path,
     pub(crate) server_url: &'a Url,
     pub(crate) database: &'a str,
-    pub(crate) script: &'a Path,
+    /// The scripts; pgbench picks one at random, with equal weights, for each transaction.
+    pub(crate) scripts: &'a [PathBuf],
     pub(crate) clients: u32,
     pub(crate) seconds: u64,
     /// `-D name=value` variables the script reads.
@@ -91,8 +95,10 @@ impl PgbenchRun<'_> {
             args.push("-D".to_owned());
             args.push(format!("{name}={value}"));
         }
-        args.push("-f".to_owned());
-        args.push(self.script.display().to_string());
+        for script in self.scripts {
+            args.push("-f".to_owned());
+            args.push(script.display().to_string());
+        }
         args.push("-h".to_owned());
         args.push(self.server_url.host_str().unwrap_or("127.0.0.1").to_owned());
         args.push("-p".to_owned());

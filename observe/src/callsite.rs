@@ -22,7 +22,6 @@
 
 use std::{
     cell::Cell,
-    collections::HashSet,
     hash::{DefaultHasher, Hash, Hasher},
     sync::Arc,
 };
@@ -74,26 +73,45 @@ impl Origin {
     /// origin of the spawning task, when this one was spawned inside a scope).
     pub(crate) fn here(outer: Option<&Origin>) -> Self {
         let boundary = OUTERMOST.get();
-        let mut addresses: Vec<usize> = Vec::with_capacity(48);
+        // On the stack, not the heap: this runs for every statement while the detector is on,
+        // and the only allocation it needs is the `Arc` it keeps.
+        let mut frames = [0usize; MAX_FRAMES];
+        let mut walked = 0;
         backtrace::trace(|frame| {
             // The boundary's own frame is walked too, and is the last: in an optimised build
             // the code it polls is often inlined into it, and its return address is then the
             // very line of ours that awaited the statement.
-            addresses.push(frame.ip() as usize);
+            frames[walked] = frame.ip() as usize;
+            walked += 1;
             let inside = boundary == 0 || (frame.sp() as usize) <= boundary;
-            inside && addresses.len() < MAX_FRAMES
+            inside && walked < MAX_FRAMES
         });
-        let mut seen = HashSet::with_capacity(addresses.len());
-        addresses.retain(|address| seen.insert(*address));
-        let mut hasher = DefaultHasher::new();
-        addresses.hash(&mut hasher);
-        if let Some(outer) = outer {
-            outer.key.hash(&mut hasher);
-            addresses.extend(outer.addresses.iter().filter(|a| !seen.contains(a)));
+        // Recursion folded: an address already seen is dropped. The stacks are short (tens of
+        // frames), where a linear scan beats hashing.
+        let mut kept = 0;
+        for index in 0..walked {
+            let address = frames[index];
+            if !frames[..kept].contains(&address) {
+                frames[kept] = address;
+                kept += 1;
+            }
         }
+        let own = &frames[..kept];
+        let mut hasher = DefaultHasher::new();
+        own.hash(&mut hasher);
+        let addresses: Arc<[usize]> = match outer {
+            Some(outer) => {
+                outer.key.hash(&mut hasher);
+                own.iter()
+                    .copied()
+                    .chain(outer.addresses.iter().copied().filter(|a| !own.contains(a)))
+                    .collect()
+            }
+            None => Arc::from(own),
+        };
         Self {
             key: hasher.finish(),
-            addresses: addresses.into(),
+            addresses,
         }
     }
 

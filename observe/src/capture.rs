@@ -388,15 +388,28 @@ pub(crate) fn record(config: &Arc<ObserveConfig>, info: &Info<'_>) {
         origin,
         attempt: ATTEMPT.try_with(Clone::clone).ok().flatten(),
     };
+    // Every enclosing scope gets its copy; the outermost takes the statement itself, so a
+    // request's scope alone (the usual case) clones nothing.
+    let mut captured = Some(captured);
     let mut current = Some(innermost);
     while let Some(state) = current {
         let mut guard = lock(&state);
         if guard.config.is_none() {
             guard.config = Some(Arc::clone(config));
         }
-        let mut entry = captured.clone();
+        let parent = guard.parent.clone();
+        let mut entry = match (&parent, captured.take()) {
+            (Some(_), Some(statement)) => {
+                let copy = statement.clone();
+                captured = Some(statement);
+                copy
+            }
+            (None, Some(statement)) => statement,
+            (_, None) => return,
+        };
         entry.sequence = guard.statements.len() + 1;
         guard.statements.push(entry);
-        current = guard.parent.clone();
+        drop(guard);
+        current = parent;
     }
 }

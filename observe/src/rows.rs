@@ -17,8 +17,10 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+#[cfg(feature = "row-counts")]
+use tracing::{Event, Subscriber};
 use tracing::{
-    Event, Span, Subscriber,
+    Span,
     field::{Field, Visit},
 };
 #[cfg(feature = "row-counts")]

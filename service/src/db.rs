@@ -23,7 +23,11 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::ServiceError;
+use crate::{
+    ServiceError,
+    error::DbFailure,
+    retry::{RetryPolicy, with_retry_idempotent},
+};
 
 /// A database URL. It may hold a password, so it is kept secret from the moment it is parsed:
 /// `Display` and `Debug` show it with the password replaced by `***`, and only
@@ -275,12 +279,9 @@ pub async fn connect_with(
         options.set_application_name(settings.application_name.clone());
         if settings.pooler.allows_startup_options() {
             options.statement_timeout(settings.statement_timeout);
-        } else {
-            // Behind PgBouncer in transaction pooling: no startup parameter it does not know.
-            // sqlx reads every result in binary, where extra_float_digits has no effect; the
-            // statement timeout is the role's (see `DatabasePooler`).
-            options.map_sqlx_postgres_opts(|pg| pg.extra_float_digits(None::<i8>));
         }
+        let pooler = settings.pooler;
+        options.map_sqlx_postgres_opts(move |pg| without_unknown_startup_parameters(pooler, pg));
     }
     configure(&mut options);
     Database::connect(options)
@@ -289,6 +290,22 @@ pub async fn connect_with(
             url: settings.redacted_url(),
             reason: scrub(&error.to_string(), url),
         })
+}
+
+/// Behind PgBouncer in transaction pooling, no startup parameter it does not know: it refuses a
+/// client that sends one (`unsupported startup parameter`). sqlx reads every result in binary,
+/// where `extra_float_digits` has no effect, so it is not sent; the statement timeout is the
+/// role's (see [`DatabasePooler`]). Every connection Mercado opens to PostgreSQL goes through
+/// this: the pool's, and the health probe's ([`crate::health`]).
+pub(crate) fn without_unknown_startup_parameters(
+    pooler: DatabasePooler,
+    pg: sea_orm::sqlx::postgres::PgConnectOptions,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    if pooler.allows_startup_options() {
+        pg
+    } else {
+        pg.extra_float_digits(None::<i8>)
+    }
 }
 
 /// Removes every occurrence of the raw URL and its password from a driver's message.
@@ -306,15 +323,31 @@ fn scrub(message: &str, url: &str) -> String {
 
 /// Checks that the database answers, for readiness probes: a `SELECT 1` through SeaORM, so it is
 /// captured and counted like any statement (the driver's own ping is invisible to the capture,
-/// and would make `/readyz` claim it sent none). Any failure — no connection, a closed pool, a
-/// statement that errs — means the database does not answer, so every one is
-/// [`ServiceError::Unavailable`].
+/// and would make `/readyz` claim it sent none). A pooled connection the server or PgBouncer has
+/// closed says nothing of the database: the ping runs again on a fresh one ([`crate::retry`],
+/// within the caller's bound), as any read would, so that a balancer does not take a healthy
+/// process out of rotation for it. Any other failure — no connection, a closed pool, a
+/// statement that errs — and a loss that persists mean the database does not answer, so every
+/// one is [`ServiceError::Unavailable`].
 pub async fn ping(db: &DatabaseConnection) -> Result<(), ServiceError> {
-    let select_one = Statement::from_string(db.get_database_backend(), "SELECT 1");
-    db.query_one_raw(select_one)
+    let select_one = || async {
+        let statement = Statement::from_string(db.get_database_backend(), "SELECT 1");
+        match db.query_one_raw(statement).await {
+            Ok(_) => Ok(()),
+            Err(error) if DbFailure::of(&error) == DbFailure::ConnectionLost => {
+                Err(ServiceError::ConnectionLost(error))
+            }
+            Err(error) => Err(ServiceError::Unavailable(error)),
+        }
+    };
+    with_retry_idempotent(RetryPolicy::default(), select_one)
         .await
-        .map(drop)
-        .map_err(ServiceError::Unavailable)
+        .map_err(|error| match error {
+            ServiceError::ConnectionLost(error) | ServiceError::CommitOutcomeUnknown(error) => {
+                ServiceError::Unavailable(error)
+            }
+            other => other,
+        })
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`

@@ -229,8 +229,10 @@ fn log_change(before: Phase, after: Phase, now: Instant, bound: Duration, why: O
 
 fn postgres_probe(settings: &DatabaseSettings) -> Option<Probe> {
     use sqlx::{ConnectOptions as _, Connection as _};
-    let options = sqlx::postgres::PgConnectOptions::from_str(settings.url.expose_secret())
-        .ok()?
+    let options = sqlx::postgres::PgConnectOptions::from_str(settings.url.expose_secret()).ok()?;
+    // The probe must connect as the pool does: behind PgBouncer, a startup parameter it does
+    // not know makes every probe fail, and the guard would keep the process down for good.
+    let options = crate::db::without_unknown_startup_parameters(settings.pooler, options)
         .application_name(&format!("{}-health", settings.application_name))
         .disable_statement_logging();
     Some(Arc::new(move || {

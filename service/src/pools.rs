@@ -24,6 +24,12 @@
 //!   [`ReplicaConfig::max_lag`] (5 s) behind gets no reads until it recovers; each such
 //!   fallback is logged at WARN, at most once per [`ReplicaConfig::warn_every`] with the number
 //!   of reads it stood for.
+//! * **A read the replica fails runs again on the primary.** Between two checks the replica
+//!   may stop, restart or become unreachable. A read that [`ReadRouter::read`] sent to it and
+//!   that fails for want of a connection ([`ServiceError::is_connectivity`]) marks the replica
+//!   down at once and runs again on the primary, so that no read fails because of the replica
+//!   alone. The replica's pool waits at most [`ReplicaConfig::check_timeout`] for a connection
+//!   (`startup` sets it), which bounds what such a read loses.
 //!
 //! [`route`] is the decision itself, a pure function, so the rules are unit-tested without a
 //! database.
@@ -31,12 +37,15 @@
 use std::{
     collections::VecDeque,
     fmt,
+    future::Future,
     str::FromStr,
     sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+
+use crate::ServiceError;
 
 /// A PostgreSQL WAL position (`pg_lsn`), as `pg_current_wal_lsn()` shows it: `16/B374D848`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,6 +122,8 @@ pub enum PrimaryBecause {
     ReplicaLagging,
     /// The client's LSN was not replayed within the wait.
     NotReplayedInTime,
+    /// The read ran on the replica and lost its connection, or got none.
+    ReplicaFailedTheRead,
 }
 
 impl PrimaryBecause {
@@ -124,6 +135,9 @@ impl PrimaryBecause {
             PrimaryBecause::ReplicaLagging => "the replica lags beyond the bound",
             PrimaryBecause::NotReplayedInTime => {
                 "the replica did not replay the client's LSN in time"
+            }
+            PrimaryBecause::ReplicaFailedTheRead => {
+                "the read failed on the replica for want of a connection and ran again on the primary"
             }
         }
     }
@@ -274,8 +288,9 @@ impl ReadRouter {
 
     /// The connection a read-only operation may use, for a client that must see `after` (the
     /// `x-read-after-lsn` of its last write) if it sent one. Sends no statement without a
-    /// replica; with one, at most the polls of the wait for `after`.
-    pub async fn for_read(&self, after: Option<Lsn>) -> &DatabaseConnection {
+    /// replica; with one, at most the polls of the wait for `after`. Private: reads go through
+    /// [`read`](Self::read), which also recovers from a replica that fails them.
+    async fn for_read(&self, after: Option<Lsn>) -> &DatabaseConnection {
         let Some(replica) = &self.replica else {
             return &self.primary;
         };
@@ -294,6 +309,48 @@ impl ReadRouter {
                 replica.fell_back(because, &status);
                 &self.primary
             }
+        }
+    }
+
+    /// Runs the read-only `operation` on the connection [`for_read`](Self::for_read) chooses.
+    /// When that is the replica and the operation fails there for want of a connection (the
+    /// replica stopped or became unreachable since the last check), the replica is marked down
+    /// at once, so that the reads after it go to the primary without waiting for the next
+    /// check, and the operation runs again on the primary; the statements the replica was sent
+    /// are marked retried in the SQL capture, as [`crate::retry`]'s are, so that the two runs
+    /// never make a duplicate. Any other failure is returned as it is: a read the primary would
+    /// refuse too is not run twice.
+    pub async fn read<'a, T, Operation, Running>(
+        &'a self,
+        after: Option<Lsn>,
+        operation: Operation,
+    ) -> Result<T, ServiceError>
+    where
+        Operation: Fn(&'a DatabaseConnection) -> Running,
+        Running: Future<Output = Result<T, ServiceError>>,
+    {
+        let chosen = self.for_read(after).await;
+        let Some(replica) = self
+            .replica
+            .as_deref()
+            .filter(|r| std::ptr::eq(chosen, &r.db))
+        else {
+            return operation(chosen).await;
+        };
+        // One attempt, as `crate::retry` runs them: if it is run again on the primary, what it
+        // sent to the replica is marked retried, never a duplicate of the second run.
+        let (outcome, on_the_replica) = sql_observe::attempt(operation(chosen)).await;
+        match outcome {
+            Err(error) if error.is_connectivity() => {
+                on_the_replica.mark_retried();
+                let status = ReplicaStatus::Down {
+                    reason: format!("a read failed: {error}"),
+                };
+                replica.fell_back(PrimaryBecause::ReplicaFailedTheRead, &status);
+                replica.set_status(status);
+                operation(&self.primary).await
+            }
+            result => result,
         }
     }
 
@@ -511,6 +568,180 @@ mod tests {
         let chosen = router.for_read(Some(Lsn(42))).await;
         assert!(std::ptr::eq(chosen, router.primary()));
         assert!(router.replica_status().is_none());
+    }
+
+    /// A router whose replica the last check found up, without the background check (so that
+    /// nothing but the read under test changes its status). The replica's pool points at a
+    /// port nothing listens on: it connects lazily and fails every acquire after 200 ms, as a
+    /// replica stopped since that check would.
+    async fn router_with_a_stopped_replica() -> ReadRouter {
+        let primary = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut options = sea_orm::ConnectOptions::new(format!(
+            "postgres://postgres@127.0.0.1:{closed_port}/postgres"
+        ));
+        options
+            .connect_lazy(true)
+            .acquire_timeout(Duration::from_millis(200))
+            .sqlx_logging(false);
+        let mut replica = sea_orm::Database::connect(options).await.unwrap();
+        let mut primary = primary;
+        sql_observe::install(&mut primary, sql_observe::ObserveConfig::default());
+        sql_observe::install(&mut replica, sql_observe::ObserveConfig::default());
+        ReadRouter {
+            primary,
+            replica: Some(Arc::new(Replica {
+                db: replica,
+                config: ReplicaConfig::default(),
+                status: Mutex::new(up(100, 10)),
+                warnings: Mutex::new(Warnings::default()),
+            })),
+        }
+    }
+
+    /// Which connections a read ran on, in order.
+    #[derive(Default)]
+    struct Attempts(Mutex<Vec<&'static str>>);
+
+    impl Attempts {
+        fn record(&self, router: &ReadRouter, db: &DatabaseConnection) {
+            let on = if std::ptr::eq(db, router.primary()) {
+                "primary"
+            } else {
+                "replica"
+            };
+            self.0.lock().unwrap().push(on);
+        }
+
+        fn taken(&self) -> Vec<&'static str> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_the_stopped_replica_cannot_serve_runs_again_on_the_primary_and_marks_it_down() {
+        let router = router_with_a_stopped_replica().await;
+        let attempts = Attempts::default();
+        async fn select_one(db: &DatabaseConnection) -> Result<&'static str, ServiceError> {
+            db.execute_unprepared("SELECT 1").await?;
+            Ok("answered")
+        }
+
+        let answer = router
+            .read(None, |db| {
+                attempts.record(&router, db);
+                select_one(db)
+            })
+            .await;
+
+        assert_eq!(answer.unwrap(), "answered");
+        assert_eq!(attempts.taken(), ["replica", "primary"]);
+        assert!(
+            matches!(router.replica_status(), Some(ReplicaStatus::Down { ref reason }) if reason.starts_with("a read failed")),
+            "{:?}",
+            router.replica_status()
+        );
+        // The next read goes straight to the primary, without waiting for the next check.
+        router
+            .read(None, |db| {
+                attempts.record(&router, db);
+                select_one(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(attempts.taken(), ["primary"]);
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(mercado_postgres),
+        ignore = "PostgreSQL is not configured: set TEST_POSTGRES_URL to run this test on it"
+    )]
+    async fn a_statement_the_replica_lost_is_marked_retried_and_makes_no_duplicate_with_its_rerun()
+    {
+        use mercado_testkit::{Backend, run};
+        run(Backend::Postgres, |test_db| async move {
+            // Two pools on one PostgreSQL database, told apart by their application name: on
+            // "the-replica" the statement terminates its own backend, a connection lost
+            // mid-statement; on the primary it selects nothing.
+            let pool = |name: &str| {
+                let mut options = sea_orm::ConnectOptions::new(test_db.url.clone());
+                options.set_application_name(name).sqlx_logging(false);
+                async move {
+                    let mut db = sea_orm::Database::connect(options).await.unwrap();
+                    sql_observe::install(&mut db, sql_observe::ObserveConfig::default());
+                    db
+                }
+            };
+            let router = ReadRouter {
+                primary: pool("the-primary").await,
+                replica: Some(Arc::new(Replica {
+                    db: pool("the-replica").await,
+                    config: ReplicaConfig::default(),
+                    status: Mutex::new(up(100, 10)),
+                    warnings: Mutex::new(Warnings::default()),
+                })),
+            };
+            let terminate_if_replica = |db: &DatabaseConnection| {
+                let db = db.clone();
+                async move {
+                    let statement = Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT pg_terminate_backend(pg_backend_pid()) AS killed \
+                         WHERE current_setting('application_name') = 'the-replica'",
+                    );
+                    db.query_all_raw(statement).await?;
+                    Ok::<_, ServiceError>(())
+                }
+            };
+
+            let (answer, report) = sql_observe::scope(
+                sql_observe::Scope::command("read"),
+                router.read(None, terminate_if_replica),
+            )
+            .await;
+
+            answer.unwrap();
+            let shape: Vec<_> = report
+                .statements
+                .iter()
+                .map(|s| (s.failed, s.retried))
+                .collect();
+            // the replica's run failed and is marked retried; the primary's answered
+            assert_eq!(
+                shape,
+                [(true, true), (false, false)],
+                "{:#?}",
+                report.statements
+            );
+            assert!(report.findings.is_empty(), "{:#?}", report.findings);
+            assert!(matches!(
+                router.replica_status(),
+                Some(ReplicaStatus::Down { .. })
+            ));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_read_the_replica_refuses_for_another_reason_is_not_run_again() {
+        let router = router_with_a_stopped_replica().await;
+        let attempts = Attempts::default();
+
+        let answer: Result<(), ServiceError> = router
+            .read(None, |db| {
+                attempts.record(&router, db);
+                async { Err(ServiceError::validation("id", "no such thing")) }
+            })
+            .await;
+
+        assert!(matches!(answer, Err(ServiceError::Validation { .. })));
+        assert_eq!(attempts.taken(), ["replica"]);
+        assert_eq!(router.replica_status(), Some(up(100, 10)));
     }
 
     #[test]

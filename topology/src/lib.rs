@@ -122,23 +122,32 @@ impl Topology {
             .context("connecting through PgBouncer")
     }
 
-    /// One line of PgBouncer's admin console, `SHOW <what>`, as rows of (column, value), read
-    /// with `psql` (the console speaks only the simple query protocol).
-    pub async fn pgbouncer_show(&self, what: &str) -> anyhow::Result<Vec<Vec<(String, String)>>> {
-        let output = tokio::process::Command::new(psql())
-            .args(["-X", "-A", "-F", "|", "-h", "127.0.0.1", "-U", "postgres"])
-            .args(["-p", &self.pgbouncer_port().to_string(), "-d", "pgbouncer"])
-            .args(["-c", &format!("SHOW {what}")])
-            .output()
+    /// Runs admin-console `commands` on PgBouncer (such as `KILL mercado`), in order; stops at
+    /// the first that fails.
+    pub async fn pgbouncer_admin(&self, commands: &[&str]) -> anyhow::Result<()> {
+        self.pgbouncer_console(&["-q", "-v", "ON_ERROR_STOP=1"], commands)
             .await
-            .context("running psql against PgBouncer's console")?;
-        if !output.status.success() {
-            bail!(
-                "SHOW {what}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let text = String::from_utf8_lossy(&output.stdout);
+            .map(drop)
+    }
+
+    /// How many lines of each API process's log (1 to [`APPS`]) contain `needle` so far.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<usize> {
+        (1..=APPS)
+            .map(|n| {
+                std::fs::read_to_string(self.cluster_dir.join(format!("logs/mercado-{n}.log")))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|line| line.contains(needle))
+                    .count()
+            })
+            .collect()
+    }
+
+    /// One line of PgBouncer's admin console, `SHOW <what>`, as rows of (column, value).
+    pub async fn pgbouncer_show(&self, what: &str) -> anyhow::Result<Vec<Vec<(String, String)>>> {
+        let text = self
+            .pgbouncer_console(&["-A", "-F", "|"], &[&format!("SHOW {what}")])
+            .await?;
         let mut lines = text.lines();
         let header: Vec<String> = lines
             .next()
@@ -156,6 +165,34 @@ impl Topology {
                     .collect()
             })
             .collect())
+    }
+
+    /// `commands` on PgBouncer's admin console as the superuser, with `psql` and its `options`
+    /// (the console speaks only the simple query protocol); what `psql` printed.
+    async fn pgbouncer_console(
+        &self,
+        options: &[&str],
+        commands: &[&str],
+    ) -> anyhow::Result<String> {
+        let mut psql = tokio::process::Command::new(psql());
+        psql.arg("-X")
+            .args(options)
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "pgbouncer"])
+            .args(["-p", &self.pgbouncer_port().to_string()]);
+        for command in commands {
+            psql.args(["-c", command]);
+        }
+        let output = psql
+            .output()
+            .await
+            .context("running psql against PgBouncer's console")?;
+        if !output.status.success() {
+            bail!(
+                "{commands:?}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// The pid of API process `n` (1-based), from the cluster's pid file.

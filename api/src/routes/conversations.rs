@@ -2,8 +2,9 @@
 //!
 //! To anyone who does not take part, a conversation does not exist: reading it, listing its
 //! messages or posting to it is 404 `not_found`, exactly as for an id that names nothing. Each
-//! handler calls one operation of [`service::ops`], which opens its own transaction: the read
-//! views one read-only transaction, so that their few statements see one snapshot.
+//! handler calls one operation of [`service::ops`], which decides how it reaches the database:
+//! a write in one transaction, the conversation views (two statements) in one read-only
+//! transaction so that both see one snapshot, a page of messages as one statement with none.
 
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -199,8 +200,12 @@ pub(crate) async fn list_conversations(
     AuthUser(user): AuthUser,
     ReadAfter(after): ReadAfter,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let conversations =
-        ops::conversations::list_conversations(state.reads.for_read(after).await, user.id).await?;
+    let conversations = state
+        .reads
+        .read(after, |db| {
+            ops::conversations::list_conversations(db, user.id)
+        })
+        .await?;
     Ok(Json(ConversationList {
         conversations: conversations.into_iter().map(Into::into).collect(),
     }))
@@ -221,9 +226,12 @@ pub(crate) async fn get_conversation(
     ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    let conversation =
-        ops::conversations::get_conversation(state.reads.for_read(after).await, user.id, id)
-            .await?;
+    let conversation = state
+        .reads
+        .read(after, |db| {
+            ops::conversations::get_conversation(db, user.id, id)
+        })
+        .await?;
     Ok(Json(conversation.into()))
 }
 
@@ -284,14 +292,12 @@ pub(crate) async fn list_messages(
         )
         .into());
     }
-    let page = ops::messages::list_messages(
-        state.reads.for_read(after).await,
-        user.id,
-        id,
-        limit,
-        query.before,
-    )
-    .await?;
+    let page = state
+        .reads
+        .read(after, |db| {
+            ops::messages::list_messages(db, user.id, id, limit, query.before)
+        })
+        .await?;
     Ok(Json(MessagePageView {
         messages: page.messages.into_iter().map(Into::into).collect(),
         next_before: page.next_before,

@@ -44,7 +44,8 @@ pub(crate) const READINESS_BOUND: Duration = Duration::from_secs(1);
 /// Readiness: 200 when the database answers, else 503 `service_unavailable` with
 /// `Retry-After`. It answers within about a second: at once while the database is known to be
 /// down, else after a ping bounded by one second (a pool with no connection free within it
-/// counts as not ready, too). It becomes ready again by itself once the database answers.
+/// counts as not ready, too; a pooled connection closed under it is replaced, as for any read,
+/// see `service::db::ping`). It becomes ready again by itself once the database answers.
 #[utoipa::path(
     get,
     path = "/readyz",

@@ -230,8 +230,12 @@ pub(crate) async fn get_order(
     ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<OrderBody>, ApiError> {
-    let order =
-        service::ops::orders::get_order(state.reads.for_read(after).await, buyer.id, id).await?;
+    let order = state
+        .reads
+        .read(after, |db| {
+            service::ops::orders::get_order(db, buyer.id, id)
+        })
+        .await?;
     Ok(Json(order.into()))
 }
 
@@ -250,8 +254,10 @@ pub(crate) async fn my_orders(
     AuthUser(buyer): AuthUser,
     ReadAfter(after): ReadAfter,
 ) -> Result<Json<OrderListBody>, ApiError> {
-    let orders =
-        service::ops::orders::list_orders(state.reads.for_read(after).await, buyer.id).await?;
+    let orders = state
+        .reads
+        .read(after, |db| service::ops::orders::list_orders(db, buyer.id))
+        .await?;
     Ok(Json(OrderListBody {
         orders: orders.into_iter().map(OrderBody::from).collect(),
     }))

@@ -168,8 +168,12 @@ pub(crate) async fn search_products(
     Query(params): Query<SearchParams>,
 ) -> Result<Json<ProductPageBody>, ApiError> {
     let query = params.into_query()?;
-    let page =
-        service::ops::products::search_products(state.reads.for_read(after).await, query).await?;
+    let page = state
+        .reads
+        .read(after, |db| {
+            service::ops::products::search_products(db, query.clone())
+        })
+        .await?;
     Ok(Json(page.into()))
 }
 
@@ -186,7 +190,9 @@ pub(crate) async fn get_product(
     ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<ProductBody>, ApiError> {
-    let product =
-        service::ops::products::get_product(state.reads.for_read(after).await, id).await?;
+    let product = state
+        .reads
+        .read(after, |db| service::ops::products::get_product(db, id))
+        .await?;
     Ok(Json(product.into()))
 }

@@ -167,7 +167,10 @@ pub(crate) async fn get_user(
     ReadAfter(after): ReadAfter,
     Path(id): Path<i64>,
 ) -> Result<Json<PublicUser>, ApiError> {
-    let user = service::ops::users::get_user(state.reads.for_read(after).await, id).await?;
+    let user = state
+        .reads
+        .read(after, |db| service::ops::users::get_user(db, id))
+        .await?;
     Ok(Json(user.into()))
 }
 
@@ -185,6 +188,9 @@ pub(crate) async fn me(
     AuthUser(user): AuthUser,
     ReadAfter(after): ReadAfter,
 ) -> Result<Json<ProfileBody>, ApiError> {
-    let profile = service::ops::users::profile(state.reads.for_read(after).await, user.id).await?;
+    let profile = state
+        .reads
+        .read(after, |db| service::ops::users::profile(db, user.id))
+        .await?;
     Ok(Json(profile.into()))
 }

@@ -177,6 +177,21 @@ impl Message {
             created_at: message.created_at.to_utc(),
         }
     }
+
+    pub(crate) fn from_page_row(row: crate::repo::messages::PageRow) -> Self {
+        Message {
+            id: row.id,
+            conversation_id: row.conversation_id,
+            sender: UserSummary {
+                id: row.sender_id,
+                username: row.sender_username,
+                display_name: row.sender_display_name,
+            },
+            body: row.body,
+            reply_to_id: row.reply_to_id,
+            created_at: row.created_at.to_utc(),
+        }
+    }
 }
 
 /// One page of a conversation's messages, newest first.

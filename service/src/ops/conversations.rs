@@ -1,14 +1,13 @@
 //! Starting conversations and reading them back.
 //!
 //! A conversation view (participants and newest message) is read in a fixed number of
-//! statements whatever the number of conversations: one for the conversations, one for all their
-//! participants, one for all their newest messages — never one query per conversation. The
-//! three run in one read transaction ([`crate::db::begin_read`]), so they see one snapshot: a
-//! message or participant added meanwhile is in all of them or in none.
+//! statements whatever the number of conversations: one for the conversations each joined to its
+//! newest message, one for all their participants — never one query per conversation. The two
+//! run in one read transaction ([`crate::db::begin_read`]), so they see one snapshot: a
+//! participant added meanwhile is in both or in neither.
 
 use std::{cmp::Reverse, collections::HashMap};
 
-use entity::{conversations, users};
 use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
@@ -19,7 +18,10 @@ use crate::{
         users::UserSummary,
     },
     error::DbFailure,
-    repo::{self, conversations::ConversationSet},
+    repo::{
+        self,
+        conversations::{ConversationRow, ConversationSet, ParticipantRow},
+    },
     retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
@@ -85,14 +87,21 @@ async fn create_once(
             .await
             .map_err(|error| not_found_on_foreign_key(error, "user"))?;
         let participants =
-            repo::conversations::participants_of(&txn, ConversationSet::One(conversation.id))
+            repo::conversations::participant_summaries(&txn, ConversationSet::One(conversation.id))
                 .await?;
         Ok((conversation, participants))
     }
     .await;
     let (conversation, participants) = finish(txn, result).await?;
 
-    Ok(assemble(conversation, summaries(&participants), None))
+    Ok(Conversation {
+        id: conversation.id,
+        title: conversation.title,
+        product_id: conversation.product_id,
+        created_at: conversation.created_at.to_utc(),
+        participants: participants.into_iter().map(summary).collect(),
+        last_message: None,
+    })
 }
 
 /// The conversation insert has two foreign keys: the product, and the creator. PostgreSQL
@@ -119,7 +128,7 @@ fn not_found_on_foreign_key(error: DbErr, resource: &'static str) -> ServiceErro
 }
 
 /// The user's conversations, each with its participants and newest message, most recent
-/// activity first (its newest message, or its creation when it has none). Three statements,
+/// activity first (its newest message, or its creation when it has none). Two statements,
 /// however many conversations; one when there are none.
 #[tracing::instrument(level = "info", skip_all, fields(user_id = user_id))]
 pub async fn list_conversations(
@@ -135,35 +144,20 @@ async fn list_once(
 ) -> Result<Vec<Conversation>, ServiceError> {
     let set = ConversationSet::OfParticipant(user_id);
     let txn = begin_read(db).await?;
-    let conversations = repo::conversations::find_all(&txn, set).await?;
+    let conversations = repo::conversations::with_newest_message(&txn, set, user_id).await?;
     if conversations.is_empty() {
         commit(txn).await?;
         return Ok(Vec::new());
     }
-    let participants = repo::conversations::participants_of(&txn, set).await?;
-    let newest = repo::messages::newest_of(&txn, set).await?;
+    let participants = repo::conversations::participant_summaries(&txn, set).await?;
     commit(txn).await?;
 
     let mut participants = group_participants(participants);
-    let mut newest: HashMap<i64, Message> = newest
-        .into_iter()
-        .map(|(message, sender)| {
-            (
-                message.conversation_id,
-                Message::from_parts(message, &sender),
-            )
-        })
-        .collect();
-
     let mut views: Vec<Conversation> = conversations
         .into_iter()
-        .map(|conversation| {
-            let id = conversation.id;
-            assemble(
-                conversation,
-                participants.remove(&id).unwrap_or_default(),
-                newest.remove(&id),
-            )
+        .map(|row| {
+            let participants = participants.remove(&row.id).unwrap_or_default();
+            assemble(row, participants)
         })
         .collect();
     // Ties (same instant) fall back to the id, newest first, so the order is stable.
@@ -172,7 +166,8 @@ async fn list_once(
 }
 
 /// One conversation the user takes part in. For anyone else it is `NotFound`, exactly as if it
-/// did not exist. Three statements, in one read transaction.
+/// did not exist. Two statements (the conversation with its newest message, then its
+/// participants), in one read transaction.
 #[tracing::instrument(
     level = "info",
     skip_all,
@@ -194,61 +189,82 @@ async fn get_once(
     user_id: i64,
     conversation_id: i64,
 ) -> Result<Conversation, ServiceError> {
+    let set = ConversationSet::One(conversation_id);
     let txn = begin_read(db).await?;
     let result = async {
-        let conversation =
-            repo::conversations::find_for_participant(&txn, conversation_id, user_id)
-                .await?
-                .ok_or(ServiceError::NotFound {
-                    resource: "conversation",
-                })?;
-        let set = ConversationSet::One(conversation_id);
-        let participants = repo::conversations::participants_of(&txn, set).await?;
-        let newest = repo::messages::newest_of(&txn, set)
+        let conversation = repo::conversations::with_newest_message(&txn, set, user_id)
             .await?
-            .into_iter()
-            .next();
-        Ok((conversation, participants, newest))
+            .pop()
+            .ok_or(ServiceError::NotFound {
+                resource: "conversation",
+            })?;
+        let participants = repo::conversations::participant_summaries(&txn, set).await?;
+        Ok((conversation, participants))
     }
     .await;
-    let (conversation, participants, newest) = finish(txn, result).await?;
+    let (conversation, participants) = finish(txn, result).await?;
     Ok(assemble(
         conversation,
-        summaries(&participants),
-        newest.map(|(message, sender)| Message::from_parts(message, &sender)),
+        participants.into_iter().map(summary).collect(),
     ))
 }
 
 /// Participants by conversation id, each list in the user-id order the query returned.
-fn group_participants(rows: Vec<(i64, users::Model)>) -> HashMap<i64, Vec<UserSummary>> {
+fn group_participants(rows: Vec<ParticipantRow>) -> HashMap<i64, Vec<UserSummary>> {
     let mut grouped: HashMap<i64, Vec<UserSummary>> = HashMap::new();
-    for (conversation_id, user) in rows {
+    for row in rows {
         grouped
-            .entry(conversation_id)
+            .entry(row.conversation_id)
             .or_default()
-            .push(UserSummary::from(&user));
+            .push(summary(row));
     }
     grouped
 }
 
-/// The public faces of one conversation's participants, as `participants_of` returns them.
-fn summaries(participants: &[(i64, users::Model)]) -> Vec<UserSummary> {
-    participants
-        .iter()
-        .map(|(_, user)| UserSummary::from(user))
-        .collect()
+fn summary(row: ParticipantRow) -> UserSummary {
+    UserSummary {
+        id: row.id,
+        username: row.username,
+        display_name: row.display_name,
+    }
 }
 
-fn assemble(
-    conversation: conversations::Model,
-    participants: Vec<UserSummary>,
-    last_message: Option<Message>,
-) -> Conversation {
+/// The view of a conversation from its row (with its newest message, if any) and participants.
+fn assemble(row: ConversationRow, participants: Vec<UserSummary>) -> Conversation {
+    let last_message = match (
+        row.message_id,
+        row.message_body,
+        row.message_created_at,
+        row.sender_id,
+        row.sender_username,
+        row.sender_display_name,
+    ) {
+        (
+            Some(id),
+            Some(body),
+            Some(created_at),
+            Some(sender_id),
+            Some(username),
+            Some(display_name),
+        ) => Some(Message {
+            id,
+            conversation_id: row.id,
+            sender: UserSummary {
+                id: sender_id,
+                username,
+                display_name,
+            },
+            body,
+            reply_to_id: row.message_reply_to_id,
+            created_at: created_at.to_utc(),
+        }),
+        _ => None,
+    };
     Conversation {
-        id: conversation.id,
-        title: conversation.title,
-        product_id: conversation.product_id,
-        created_at: conversation.created_at.to_utc(),
+        id: row.id,
+        title: row.title,
+        product_id: row.product_id,
+        created_at: row.created_at.to_utc(),
         participants,
         last_message,
     }

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, finish},
+    db::{begin_write, finish, reader},
     domain::chat::{self, Message, MessageLimit, MessagePage, NewMessage},
     repo,
     retry::{RetryPolicy, with_retry, with_retry_idempotent},
@@ -80,10 +80,12 @@ async fn post_once(
 }
 
 /// A page of the conversation's messages, newest first: at most `limit`, only those with an id
-/// below `before` when it is given, each with its sender. Two statements whatever `limit` (the
-/// participant check, then one JOIN). One extra row is fetched to learn whether an older
-/// message exists, so `next_before` is `None` on the last page even when that page is full.
-/// Both run in one read transaction: the page is read from the state the check passed on.
+/// below `before` when it is given, each with its sender. One statement whatever `limit`: the
+/// page, with the participant check inside it (`repo::messages::page`); only an empty page
+/// costs a second, to tell a stranger (`NotFound`) from the end of the conversation. One extra
+/// row is fetched to learn whether an older message exists, so `next_before` is `None` on the
+/// last page even when that page is full. A single statement sees one state, so no
+/// transaction is opened around it.
 #[tracing::instrument(
     level = "info",
     skip_all,
@@ -114,21 +116,18 @@ async fn page_once(
     limit: MessageLimit,
     before: Option<i64>,
 ) -> Result<MessagePage, ServiceError> {
-    let txn = begin_read(db).await?;
-    let result = async {
-        if !repo::conversations::is_participant(&txn, conversation_id, user_id).await? {
-            return Err(CONVERSATION_NOT_FOUND);
-        }
-        Ok(repo::messages::page(&txn, conversation_id, before, limit.get() + 1).await?)
+    let db = reader(db);
+    let mut rows =
+        repo::messages::page(db, conversation_id, user_id, before, limit.get() + 1).await?;
+    // Two single statements, not a transaction: if the reader left in between, an empty page
+    // is all they are told, which is what they would have seen a moment earlier.
+    if rows.is_empty() && !repo::conversations::is_participant(db, conversation_id, user_id).await?
+    {
+        return Err(CONVERSATION_NOT_FOUND);
     }
-    .await;
-    let mut rows = finish(txn, result).await?;
     let older_exists = rows.len() as u64 > limit.get();
     rows.truncate(limit.get() as usize);
-    let messages: Vec<Message> = rows
-        .into_iter()
-        .map(|(message, sender)| Message::from_parts(message, &sender))
-        .collect();
+    let messages: Vec<Message> = rows.into_iter().map(Message::from_page_row).collect();
     let next_before = if older_exists {
         messages.last().map(|oldest| oldest.id)
     } else {

@@ -24,13 +24,17 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     ServiceError,
-    db::{begin_read, begin_write, commit, finish},
+    db::{begin_write, commit, finish, reader},
     domain::{
         money::Money,
         orders::{Order, OrderItem, OrderLines, OrderStatus, PlaceOrder},
     },
     error::DbFailure,
-    repo::{self, accounts::BalanceChange, orders::ItemRow},
+    repo::{
+        self,
+        accounts::BalanceChange,
+        orders::{ItemRow, OrderLineRow},
+    },
     retry::{RetryPolicy, with_retry, with_retry_idempotent},
 };
 
@@ -307,8 +311,9 @@ async fn cancel_once(
     Ok(cancelled)
 }
 
-/// The buyer's order with its items: two statements, in one read transaction. Someone else's
-/// order is `NotFound`.
+/// The buyer's order with its items: one statement (`repo::orders::find_with_items`), so no
+/// transaction is needed for the order and its items to agree. Someone else's order is
+/// `NotFound`.
 #[tracing::instrument(level = "info", skip_all, fields(buyer_id = buyer_id, order_id = order_id))]
 pub async fn get_order(
     db: &DatabaseConnection,
@@ -323,20 +328,15 @@ async fn get_once(
     buyer_id: i64,
     order_id: i64,
 ) -> Result<Order, ServiceError> {
-    let txn = begin_read(db).await?;
-    let result = async {
-        let order = repo::orders::find_for_buyer(&txn, buyer_id, order_id)
-            .await?
-            .ok_or(ServiceError::NotFound { resource: "order" })?;
-        load_order(&txn, order).await
-    }
-    .await;
-    finish(txn, result).await
+    let rows = repo::orders::find_with_items(reader(db), buyer_id, order_id).await?;
+    orders_from_lines(&rows)?
+        .pop()
+        .ok_or(ServiceError::NotFound { resource: "order" })
 }
 
-/// All of the buyer's orders, newest first, each with its items: two statements however many
-/// orders there are (the orders, then all their items in one join), in one read transaction so
-/// that both see the same orders.
+/// All of the buyer's orders, newest first, each with its items: one statement however many
+/// orders there are (`repo::orders::list_with_items`), so no transaction is needed for the
+/// orders and their items to agree.
 #[tracing::instrument(level = "info", skip_all, fields(buyer_id = buyer_id))]
 pub async fn list_orders(
     db: &DatabaseConnection,
@@ -346,21 +346,40 @@ pub async fn list_orders(
 }
 
 async fn list_once(db: &DatabaseConnection, buyer_id: i64) -> Result<Vec<Order>, ServiceError> {
-    let txn = begin_read(db).await?;
-    let orders = repo::orders::list_for_buyer(&txn, buyer_id).await?;
-    let items = repo::orders::items_of_buyer(&txn, buyer_id).await?;
-    commit(txn).await?;
-    let mut items_by_order: HashMap<i64, Vec<ItemRow>> = HashMap::new();
-    for item in items {
-        items_by_order.entry(item.order_id).or_default().push(item);
+    let rows = repo::orders::list_with_items(reader(db), buyer_id).await?;
+    orders_from_lines(&rows)
+}
+
+/// Orders from their joined rows, which come grouped by order (each order's rows adjacent) and
+/// each order's lines in position order.
+fn orders_from_lines(rows: &[OrderLineRow]) -> Result<Vec<Order>, ServiceError> {
+    let mut orders: Vec<Order> = Vec::new();
+    for row in rows {
+        if orders.last().is_none_or(|order| order.id != row.id) {
+            orders.push(Order {
+                id: row.id,
+                status: OrderStatus::from_stored(&row.status)?,
+                total: Money::from_stored(row.total)?,
+                created_at: row.created_at.to_utc(),
+                items: Vec::new(),
+            });
+        }
+        if let (Some(order), Some(product_id), Some(name), Some(quantity), Some(unit_price)) = (
+            orders.last_mut(),
+            row.product_id,
+            &row.name,
+            row.quantity,
+            row.unit_price,
+        ) {
+            order.items.push(OrderItem {
+                product_id,
+                name: name.clone(),
+                quantity,
+                unit_price: Money::from_stored(unit_price)?,
+            });
+        }
     }
-    orders
-        .into_iter()
-        .map(|order| {
-            let items = items_by_order.remove(&order.id).unwrap_or_default();
-            order_from(order, items)
-        })
-        .collect()
+    Ok(orders)
 }
 
 async fn load_order<C: ConnectionTrait>(

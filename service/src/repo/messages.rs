@@ -1,18 +1,18 @@
 //! Messages.
 //!
 //! Every read here walks the `(conversation_id, id)` index: a conversation's page is a backward
-//! range scan on it (keyset pagination: `id < before`, never OFFSET), and "the newest message of
-//! each conversation" is one `MAX(id)` probe of it per conversation, all inside one statement.
+//! range scan on it (keyset pagination: `id < before`, never OFFSET), guarded by the reader's
+//! participation in the same statement; "the newest message of each conversation" is one
+//! `MAX(id)` probe of it per conversation ([`super::conversations::with_newest_message`]).
 
 use chrono::{DateTime, Utc};
-use entity::{conversations, messages, users};
+use entity::{conversation_participants as participants, messages, users};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SelectTwoRequired, Set,
-    sea_query::{Alias, Expr, ExprTrait, Query},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    prelude::DateTimeWithTimeZone,
+    sea_query::{Expr, Query},
 };
-
-use super::conversations::ConversationSet;
 
 /// Inserts a message and returns it as stored.
 pub async fn insert<C: ConnectionTrait>(
@@ -48,70 +48,74 @@ pub async fn is_in_conversation<C: ConnectionTrait>(
     Ok(count > 0)
 }
 
-/// The query behind a page: the conversation's messages older than `before` (all when `None`),
-/// newest first, at most `fetch` of them, each joined to its sender. Public so that a test can
+/// One message of a page, with what a page shows of its sender: the columns a
+/// [`crate::domain::chat::Message`] needs and no others, decoded straight into this row.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct PageRow {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub sender_id: i64,
+    pub sender_username: String,
+    pub sender_display_name: String,
+    pub body: String,
+    pub reply_to_id: Option<i64>,
+    pub created_at: DateTimeWithTimeZone,
+}
+
+/// The query behind a page, as `reader_id` may read it: the conversation's messages older than
+/// `before` (all when `None`), newest first, at most `fetch` of them, each with its sender's
+/// names, and none at all unless `reader_id` takes part in the conversation. The participant
+/// check is an uncorrelated `EXISTS`, which PostgreSQL evaluates once before the scan, so the
+/// page and the check are one statement and one round trip. Public so that a test can
 /// `EXPLAIN` exactly the statement the application runs.
 pub fn page_query(
     conversation_id: i64,
+    reader_id: i64,
     before: Option<i64>,
     fetch: u64,
-) -> SelectTwoRequired<messages::Entity, users::Entity> {
-    let mut query =
-        messages::Entity::find().filter(messages::Column::ConversationId.eq(conversation_id));
+) -> Select<messages::Entity> {
+    let reader_takes_part = Query::select()
+        // a constant of the statement, not a value: `SELECT 1`, as one writes it by hand
+        .expr(Expr::cust("1"))
+        .from(participants::Entity)
+        .and_where(participants::Column::ConversationId.eq(conversation_id))
+        .and_where(participants::Column::UserId.eq(reader_id))
+        .to_owned();
+    let mut query = messages::Entity::find()
+        .select_only()
+        .columns([
+            messages::Column::Id,
+            messages::Column::ConversationId,
+            messages::Column::SenderId,
+        ])
+        .column_as(users::Column::Username, "sender_username")
+        .column_as(users::Column::DisplayName, "sender_display_name")
+        .columns([
+            messages::Column::Body,
+            messages::Column::ReplyToId,
+            messages::Column::CreatedAt,
+        ])
+        .inner_join(users::Entity)
+        .filter(messages::Column::ConversationId.eq(conversation_id))
+        .filter(Expr::exists(reader_takes_part));
     if let Some(before) = before {
         query = query.filter(messages::Column::Id.lt(before));
     }
-    query
-        .order_by_desc(messages::Column::Id)
-        .limit(fetch)
-        .find_both_related(users::Entity)
+    query.order_by_desc(messages::Column::Id).limit(fetch)
 }
 
-/// Runs [`page_query`]: one statement, however large `fetch` is.
+/// Runs [`page_query`]: one statement, however large `fetch` is. An empty answer means either
+/// that `reader_id` takes no part in the conversation or that it has no message older than
+/// `before`; [`super::conversations::is_participant`] tells which.
 pub async fn page<C: ConnectionTrait>(
     db: &C,
     conversation_id: i64,
+    reader_id: i64,
     before: Option<i64>,
     fetch: u64,
-) -> Result<Vec<(messages::Model, users::Model)>, DbErr> {
-    page_query(conversation_id, before, fetch).all(db).await
-}
-
-/// The newest message of each conversation of the set that has one, with its sender, in one
-/// statement:
-///
-/// ```sql
-/// SELECT messages.*, users.* FROM messages JOIN users ON users.id = messages.sender_id
-/// WHERE messages.id IN (
-///     SELECT (SELECT MAX(newest.id) FROM messages AS newest
-///             WHERE newest.conversation_id = conversations.id)
-///     FROM conversations WHERE <conversations.id is in the set>)
-/// ```
-///
-/// The correlated `MAX` is answered from the end of the conversation's `(conversation_id, id)`
-/// index range, so the cost grows with the number of conversations, not of messages — unlike
-/// `GROUP BY conversation_id` or a window function, which read every message.
-pub async fn newest_of<C: ConnectionTrait>(
-    db: &C,
-    set: ConversationSet,
-) -> Result<Vec<(messages::Model, users::Model)>, DbErr> {
-    let newest = Alias::new("newest");
-    let newest_id = Query::select()
-        .expr(Expr::col((newest.clone(), messages::Column::Id)).max())
-        .from_as(messages::Entity, newest.clone())
-        .and_where(
-            Expr::col((newest, messages::Column::ConversationId))
-                .equals((conversations::Entity, conversations::Column::Id)),
-        )
-        .to_owned();
-    let newest_ids = Query::select()
-        .expr(newest_id)
-        .from(conversations::Entity)
-        .and_where(set.contains(conversations::Column::Id))
-        .to_owned();
-    messages::Entity::find()
-        .filter(messages::Column::Id.in_subquery(newest_ids))
-        .find_both_related(users::Entity)
+) -> Result<Vec<PageRow>, DbErr> {
+    page_query(conversation_id, reader_id, before, fetch)
+        .into_model::<PageRow>()
         .all(db)
         .await
 }

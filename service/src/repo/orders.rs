@@ -1,15 +1,17 @@
 //! The orders repository: orders and their items.
 //!
-//! An order's items are always read together with their products' names and sellers in one
-//! joined statement — for one order, or for all of a buyer's orders at once — so showing N
-//! orders costs two statements, not N + 1.
+//! What the order views show is read in one joined statement: an order with its lines and
+//! their products' names, for one order ([`find_with_items`]) or for all of a buyer's orders at
+//! once ([`list_with_items`]), so showing N orders costs one statement, not N + 1 or two. The
+//! cancellation reads an order's items with their sellers ([`items_of_order`]) to give the
+//! money back.
 
 use chrono::{DateTime, FixedOffset};
 use entity::{order_items, orders, products};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, Select, Set, sea_query::Expr,
 };
 
 use crate::{
@@ -112,14 +114,73 @@ pub async fn find_for_buyer<C: ConnectionTrait>(
         .await
 }
 
-/// All of a buyer's orders, newest (highest id) first — an index range on `(buyer_id, id)`.
-pub async fn list_for_buyer<C: ConnectionTrait>(
+/// An order joined with one of its lines and that line's product name: what the order view
+/// shows, one row per line. The line's columns are `None` only for an order without lines,
+/// which `place_order` never writes but the schema does not forbid.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct OrderLineRow {
+    pub id: i64,
+    pub status: String,
+    pub total: Decimal,
+    pub created_at: DateTime<FixedOffset>,
+    pub product_id: Option<i64>,
+    pub name: Option<String>,
+    pub quantity: Option<i32>,
+    pub unit_price: Option<Decimal>,
+}
+
+/// Orders `LEFT JOIN` their items and the items' products, selecting only what an
+/// [`OrderLineRow`] holds.
+fn orders_with_lines() -> Select<orders::Entity> {
+    orders::Entity::find()
+        .select_only()
+        .columns([
+            orders::Column::Id,
+            orders::Column::Status,
+            orders::Column::Total,
+            orders::Column::CreatedAt,
+        ])
+        .columns([
+            order_items::Column::ProductId,
+            order_items::Column::Quantity,
+            order_items::Column::UnitPrice,
+        ])
+        .column(products::Column::Name)
+        .join(
+            JoinType::LeftJoin,
+            order_items::Relation::Orders.def().rev(),
+        )
+        .join(JoinType::LeftJoin, order_items::Relation::Products.def())
+}
+
+/// The order, if `buyer_id` placed it, with its lines in the order they were sent: one
+/// statement, where reading the order and then its items takes two. No rows means no such
+/// order of this buyer.
+pub async fn find_with_items<C: ConnectionTrait>(
     db: &C,
     buyer_id: i64,
-) -> Result<Vec<orders::Model>, DbErr> {
-    orders::Entity::find()
+    order_id: i64,
+) -> Result<Vec<OrderLineRow>, DbErr> {
+    orders_with_lines()
+        .filter(orders::Column::Id.eq(order_id))
+        .filter(orders::Column::BuyerId.eq(buyer_id))
+        .order_by_asc(order_items::Column::Position)
+        .into_model::<OrderLineRow>()
+        .all(db)
+        .await
+}
+
+/// Every order of `buyer_id`, newest (highest id) first, each followed by its lines in the
+/// order they were sent: one statement with one bound value, however many orders.
+pub async fn list_with_items<C: ConnectionTrait>(
+    db: &C,
+    buyer_id: i64,
+) -> Result<Vec<OrderLineRow>, DbErr> {
+    orders_with_lines()
         .filter(orders::Column::BuyerId.eq(buyer_id))
         .order_by_desc(orders::Column::Id)
+        .order_by_asc(order_items::Column::Position)
+        .into_model::<OrderLineRow>()
         .all(db)
         .await
 }
@@ -171,23 +232,6 @@ pub async fn items_of_order<C: ConnectionTrait>(
 ) -> Result<Vec<ItemRow>, DbErr> {
     items_with_products()
         .filter(order_items::Column::OrderId.eq(order_id))
-        .order_by_asc(order_items::Column::Position)
-        .into_model::<ItemRow>()
-        .all(db)
-        .await
-}
-
-/// The items of every order of `buyer_id`, grouped by order and in the order they were sent:
-/// one statement however many orders there are, with one bound value (no `IN` list to outgrow
-/// the bind-parameter limit).
-pub async fn items_of_buyer<C: ConnectionTrait>(
-    db: &C,
-    buyer_id: i64,
-) -> Result<Vec<ItemRow>, DbErr> {
-    items_with_products()
-        .inner_join(orders::Entity)
-        .filter(orders::Column::BuyerId.eq(buyer_id))
-        .order_by_asc(order_items::Column::OrderId)
         .order_by_asc(order_items::Column::Position)
         .into_model::<ItemRow>()
         .all(db)
