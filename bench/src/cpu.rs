@@ -5,6 +5,13 @@
 //! utime and stime of a process are the sum over all its threads; cutime and cstime are those
 //! of its children that exited and were waited for (for the postmaster: backends whose client
 //! disconnected, autovacuum workers, …).
+//!
+//! A tick is 10 ms where `CLK_TCK` is 100, and the kernel samples which process a tick goes to,
+//! so a backend that works for a few milliseconds may be charged nothing. PostgreSQL's
+//! processes each have one thread, so their live CPU time is read in nanoseconds instead, from
+//! the first field of `/proc/<pid>/schedstat` (the scheduler's own running total). Only the
+//! reaped children's time, which exists nowhere but in the postmaster's cutime + cstime, stays
+//! in ticks.
 
 use std::{
     path::{Path, PathBuf},
@@ -71,6 +78,25 @@ pub(crate) fn clock_ticks_per_second() -> anyhow::Result<f64> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The time a single-threaded process has run, in nanoseconds: the first field of
+/// `/proc/<pid>/schedstat`. (For a process with several threads it would be the main thread's
+/// alone, so the application is read from `stat` instead.)
+pub(crate) fn parse_schedstat(line: &str) -> anyhow::Result<u64> {
+    let first = line
+        .split_whitespace()
+        .next()
+        .context("an empty /proc schedstat line")?;
+    first
+        .parse()
+        .with_context(|| format!("the run time of a /proc schedstat line is {first:?}"))
+}
+
+fn read_runtime_ns(pid: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/schedstat");
+    let line = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_schedstat(&line).with_context(|| format!("parsing {path}"))
+}
+
 fn read_stat(pid: &str) -> anyhow::Result<ProcStat> {
     let path = format!("/proc/{pid}/stat");
     let line = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -123,21 +149,23 @@ impl PostgresProcesses {
         Ok(processes)
     }
 
-    /// CPU seconds of the whole server so far: the postmaster's own, every live child's own,
-    /// and what the postmaster's reaped children used. Read before and after a run; the
-    /// difference is the server's CPU over the run, exited backends included (a backend that
-    /// exits between the two reads moves from the live sum to cutime/cstime, with its time).
+    /// CPU seconds of the whole server so far: the postmaster's own, every live child's own
+    /// (both in nanoseconds), and what the postmaster's reaped children used (in ticks). Read
+    /// before and after a run; the difference is the server's CPU over the run, exited backends
+    /// included (a backend that exits between the two reads moves from the live sum to
+    /// cutime/cstime, with its time).
     pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let postmaster = self.postmaster.to_string();
         // A child reaped while /proc is being listed would be counted twice or not at all; its
         // time lands in the postmaster's cutime/cstime, so a listing is kept only when those did
         // not change while it was made.
         for _ in 0..20 {
-            let before = read_stat(&self.postmaster.to_string())?;
-            let children = self.children_ticks()?;
-            let after = read_stat(&self.postmaster.to_string())?;
+            let before = read_stat(&postmaster)?;
+            let live_ns = read_runtime_ns(&postmaster)? + self.children_runtime_ns()?;
+            let after = read_stat(&postmaster)?;
             if before.cutime + before.cstime == after.cutime + after.cstime {
-                let ticks = after.utime + after.stime + after.cutime + after.cstime + children;
-                return Ok(ticks as f64 / clock_ticks_per_second()?);
+                let reaped = (after.cutime + after.cstime) as f64 / clock_ticks_per_second()?;
+                return Ok(live_ns as f64 / 1e9 + reaped);
             }
         }
         bail!(
@@ -146,9 +174,9 @@ impl PostgresProcesses {
         )
     }
 
-    /// utime + stime of every live (or not yet reaped) child of the postmaster.
-    fn children_ticks(&self) -> anyhow::Result<u64> {
-        let mut ticks = 0;
+    /// The run time of every live (or not yet reaped) child of the postmaster, in nanoseconds.
+    fn children_runtime_ns(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
         for entry in std::fs::read_dir("/proc")? {
             let name = entry?.file_name();
             let Some(pid) = name
@@ -160,11 +188,12 @@ impl PostgresProcesses {
             // A process that has gone by now was reaped: the caller sees it in cutime.
             if let Ok(stat) = read_stat(pid)
                 && stat.ppid == self.postmaster
+                && let Ok(runtime) = read_runtime_ns(pid)
             {
-                ticks += stat.utime + stat.stime;
+                total += runtime;
             }
         }
-        Ok(ticks)
+        Ok(total)
     }
 }
 
@@ -223,7 +252,10 @@ impl<'a> CpuMeter<'a> {
         let app_us = per(app);
         let postgres_us = postgres.map(per);
         if let Some(negative) = postgres_us.filter(|us| *us < 0.0) {
-            // Cannot happen with consistent listings; if it does, no figure rather than a wrong one.
+            // Only rounding can do this: a child reaped during the run moves from the live sum
+            // (nanoseconds) to cutime (whole ticks, rounded down), so a run in which the server
+            // did less than a tick of other work may come out below zero. No figure, then,
+            // rather than a wrong one.
             println!(
                 "    warning: PostgreSQL's CPU went down ({negative:.1} µs/request); not reported"
             );
@@ -270,6 +302,18 @@ mod tests {
         let stat = read_stat("self").expect("reads /proc/self/stat");
         assert_eq!(stat.ppid, std::os::unix::process::parent_id());
         assert!(read_stat("1").expect("reads /proc/1/stat").ppid == 0);
+    }
+
+    #[test]
+    fn schedstat_gives_the_run_time_in_nanoseconds() {
+        assert_eq!(
+            parse_schedstat("98137401 10494309 349\n").expect("parses"),
+            98_137_401
+        );
+        assert!(parse_schedstat("").is_err());
+        assert!(parse_schedstat("-1 0 0").is_err());
+        // This process has run, so its main thread's total is not zero.
+        assert!(read_runtime_ns("self").expect("reads /proc/self/schedstat") > 0);
     }
 
     #[test]
