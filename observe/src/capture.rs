@@ -290,6 +290,20 @@ impl Attempt {
     }
 }
 
+/// Where the row-count layer leaves a statement's count: the innermost scope of the task the
+/// statement's event fires on. `None` on a task outside every scope, or on no task at all
+/// (sqlx-sqlite's worker thread); `Some(None)` inside [`unobserved`].
+#[cfg(feature = "row-counts")]
+pub(crate) fn row_counts_of_this_task() -> Option<Option<Arc<RowCounts>>> {
+    CURRENT
+        .try_with(|scope| {
+            scope
+                .as_ref()
+                .map(|state| Arc::clone(&lock(state).row_counts))
+        })
+        .ok()
+}
+
 /// Runs `future` with capture suspended: for a test's arrangement inside a measured scope.
 pub async fn unobserved<F: Future>(future: F) -> F::Output {
     CURRENT.scope(None, future).await

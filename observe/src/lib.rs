@@ -168,6 +168,7 @@ pub fn install(conn: &mut DatabaseConnection, config: ObserveConfig) {
 /// every statement twice; a subscriber without the layer or a filter that admits them costs
 /// nothing.
 pub fn count_rows(options: &mut ConnectOptions) {
+    rows::events_turned_on_for(options.get_url());
     options
         .sqlx_logging(true)
         .sqlx_logging_level(::log::LevelFilter::Trace)

@@ -6,15 +6,23 @@
 //! tracing layer that takes those events and leaves each count with the scope the statement ran
 //! in, where the callback picks it up by SQL text.
 //!
-//! The hand-off goes through the scope's tracing span rather than the task, because on SQLite
-//! sqlx runs statements on a worker thread of its own; it enters the caller's span there, so
-//! the event still finds the scope. Without the layer installed (or with a subscriber that is
-//! not a `tracing_subscriber::Registry`), counts are unknown and `rows` stays `None`.
+//! On PostgreSQL and MySQL the event fires on the task that awaits the statement, so the layer
+//! finds the scope in the task-local the callback reads too. On SQLite sqlx runs statements on
+//! a worker thread of its own, where no task-local is set; it enters the caller's tracing span
+//! there, so for SQLite each scope also runs in a span that carries its counts, and the layer
+//! looks there when the task has no scope. The span is made only once a connection to SQLite
+//! counts rows ([`crate::count_rows`]): entering a span at every poll of every future inside a
+//! scope, sqlx's streams included, is most of what counting rows costs, and the other backends
+//! do not need it. Without the layer installed (or with a subscriber that is not a
+//! `tracing_subscriber::Registry`), counts are unknown and `rows` stays `None`.
 
 use std::{
     collections::VecDeque,
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 #[cfg(feature = "row-counts")]
@@ -38,6 +46,17 @@ const SCOPE_SPAN_TARGET: &str = "sql_observe::scope";
 /// Counts kept per scope while waiting for their callback. Statements that never reach the
 /// callback (`BEGIN`, `COMMIT`, unprepared ones) leave theirs behind; this bounds them.
 const MAX_WAITING: usize = 32;
+
+/// Whether scopes carry their counts in a span as well as in the task: set, for the rest of
+/// the process, when a connection to SQLite turns its statement events on.
+static SPAN_HAND_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Called for each connection whose statement events are turned on.
+pub(crate) fn events_turned_on_for(url: &str) {
+    if url.starts_with("sqlite:") {
+        SPAN_HAND_OFF.store(true, Ordering::Relaxed);
+    }
+}
 
 #[cfg(feature = "row-counts")]
 /// The tracing layer that hands sqlx's row counts to the scopes. Add it to the subscriber
@@ -86,6 +105,9 @@ pub(crate) fn scope_span(_counts: &Arc<RowCounts>) -> Span {
 
 #[cfg(feature = "row-counts")]
 pub(crate) fn scope_span(counts: &Arc<RowCounts>) -> Span {
+    if !SPAN_HAND_OFF.load(Ordering::Relaxed) {
+        return Span::none();
+    }
     let span = tracing::trace_span!(target: SCOPE_SPAN_TARGET, "sql_scope");
     span.with_subscriber(|(id, dispatch)| {
         let span = dispatch
@@ -110,11 +132,19 @@ where
         if event.metadata().target() != SQLX_TARGET {
             return;
         }
-        let Some(counts) = ctx
-            .event_scope(event)
-            .and_then(|mut spans| spans.find_map(|span| counts_of(&span)))
-        else {
-            return;
+        let counts = match crate::capture::row_counts_of_this_task() {
+            Some(Some(counts)) => counts,
+            // Inside `unobserved`: nothing captures it.
+            Some(None) => return,
+            // Outside every scope, or off the task: sqlx-sqlite's worker thread, which runs in
+            // the caller's span.
+            None => match ctx
+                .event_scope(event)
+                .and_then(|mut spans| spans.find_map(|span| counts_of(&span)))
+            {
+                Some(counts) => counts,
+                None => return,
+            },
         };
         let mut fields = SqlxQueryFields::default();
         event.record(&mut fields);
@@ -153,7 +183,8 @@ impl Visit for SqlxQueryFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "summary" => self.summary = Some(value.to_owned()),
-            "db.statement" => self.statement = Some(value.to_owned()),
+            // Copied once, without its framing.
+            "db.statement" => self.statement = Some(unframed(value).to_owned()),
             _ => {}
         }
     }
@@ -161,19 +192,23 @@ impl Visit for SqlxQueryFields {
     fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
 }
 
+/// sqlx frames the whole SQL in newlines (`"\n\n{sql}\n"`).
+fn unframed(statement: &str) -> &str {
+    statement
+        .strip_prefix("\n\n")
+        .and_then(|s| s.strip_suffix('\n'))
+        .unwrap_or(statement)
+}
+
 impl SqlxQueryFields {
     /// The statement's SQL and its row count: rows returned for a query or a `RETURNING`
     /// statement, rows affected otherwise. (SQLite reports the last write's count as "affected"
     /// even for a `SELECT`, so the two cannot simply be added.)
     fn into_count(self) -> Option<(String, u64)> {
-        // sqlx sends the whole SQL, framed by newlines, only when it is longer than the summary
-        // (its first four words); otherwise the summary is the SQL.
+        // sqlx sends the whole SQL only when it is longer than the summary (its first four
+        // words); otherwise the summary is the SQL.
         let sql = match self.statement {
-            Some(statement) if !statement.is_empty() => statement
-                .strip_prefix("\n\n")
-                .and_then(|s| s.strip_suffix('\n'))
-                .map(str::to_owned)
-                .unwrap_or(statement),
+            Some(statement) if !statement.is_empty() => statement,
             _ => self.summary?,
         };
         let returned = self.rows_returned?;
@@ -207,7 +242,7 @@ mod tests {
     fn fields(summary: &str, statement: &str, returned: u64, affected: u64) -> SqlxQueryFields {
         SqlxQueryFields {
             summary: Some(summary.to_owned()),
-            statement: Some(statement.to_owned()),
+            statement: Some(unframed(statement).to_owned()),
             rows_returned: Some(returned),
             rows_affected: Some(affected),
         }
