@@ -55,32 +55,27 @@ async fn rows_of_a_three_row_select_in_a_scope(url: &str) -> (Option<u64>, usize
     )
 }
 
-fn server(variable: &str) -> Option<String> {
-    let url = std::env::var(variable)
+/// Runs the three-row SELECT on the server `variable` names, if it names one, and asserts its
+/// row count arrived with no span made for its scope.
+async fn counts_without_a_span_on(variable: &str) {
+    let Some(url) = std::env::var(variable)
         .ok()
-        .filter(|url| !url.trim().is_empty());
-    if url.is_none() {
+        .filter(|url| !url.trim().is_empty())
+    else {
         println!("skipped: set {variable} to run this test");
-    }
-    url
+        return;
+    };
+    let (rows, scope_spans) = rows_of_a_three_row_select_in_a_scope(&url).await;
+    assert_eq!(rows, Some(3));
+    assert_eq!(scope_spans, 0, "no span is made for a scope without SQLite");
 }
 
 #[tokio::test]
 async fn on_postgresql_a_scope_gets_its_row_counts_without_a_span() {
-    let Some(url) = server("TEST_POSTGRES_URL") else {
-        return;
-    };
-    let (rows, scope_spans) = rows_of_a_three_row_select_in_a_scope(&url).await;
-    assert_eq!(rows, Some(3));
-    assert_eq!(scope_spans, 0, "no span is made for a scope without SQLite");
+    counts_without_a_span_on("TEST_POSTGRES_URL").await;
 }
 
 #[tokio::test]
 async fn on_mysql_a_scope_gets_its_row_counts_without_a_span() {
-    let Some(url) = server("TEST_MYSQL_URL") else {
-        return;
-    };
-    let (rows, scope_spans) = rows_of_a_three_row_select_in_a_scope(&url).await;
-    assert_eq!(rows, Some(3));
-    assert_eq!(scope_spans, 0, "no span is made for a scope without SQLite");
+    counts_without_a_span_on("TEST_MYSQL_URL").await;
 }
