@@ -37,14 +37,7 @@ async fn id(Path(id): Path<i64>) -> Json<Value> {
 
 /// Reads the users it is given one by one: an N+1 on purpose, for the detector to catch.
 async fn users_one_by_one(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let mut names = Vec::new();
-    for id in 1..=3 {
-        match service::ops::users::get_user(&state.db, id).await {
-            Ok(user) => names.push(user.username),
-            Err(service::ServiceError::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let names = support::usernames_one_by_one(&state.db).await?;
     Ok(Json(json!({ "usernames": names })))
 }
 

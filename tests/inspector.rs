@@ -25,14 +25,7 @@ async fn users_one_by_one(
     State(state): State<AppState>,
     AuthUser(_caller): AuthUser,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut names = Vec::new();
-    for id in 1..=3 {
-        match service::ops::users::get_user(&state.db, id).await {
-            Ok(user) => names.push(user.username),
-            Err(service::ServiceError::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let names = support::usernames_one_by_one(&state.db).await?;
     Ok(axum::Json(json!({ "usernames": names })))
 }
 

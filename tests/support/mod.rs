@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::Context;
-use api::AppState;
+use api::{ApiError, AppState};
 use mercado::{
     settings::Settings,
     startup::{Application, DemoData, ServeOptions},
@@ -328,4 +328,18 @@ where
         });
     }
     running.join_all().await
+}
+
+/// Reads users 1 to 3 one by one and returns the usernames it found: an N+1 on purpose, for
+/// the probe routes through which the tests watch the detector catch one.
+pub async fn usernames_one_by_one(db: &DatabaseConnection) -> Result<Vec<String>, ApiError> {
+    let mut names = Vec::new();
+    for id in 1..=3 {
+        match service::ops::users::get_user(db, id).await {
+            Ok(user) => names.push(user.username),
+            Err(service::ServiceError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(names)
 }
