@@ -9,8 +9,8 @@ mod support;
 use std::time::Duration;
 
 use anyhow::Context;
-use api::{ApiError, AppState, SqlHeaders, auth::AuthUser};
-use axum::{extract::State, routing::get};
+use api::{AppState, SqlHeaders};
+use axum::routing::get;
 use mercado::settings::Settings;
 use mercado_testkit::{TestDb, backend_tests};
 use reqwest::StatusCode;
@@ -19,18 +19,11 @@ use serde_json::{Value, json};
 use support::{TestApp, expect_problem, json_of};
 use utoipa_axum::router::OpenApiRouter;
 
-/// Reads users 1 to 3 one by one for an authenticated caller: an N+1 on purpose, after the
-/// statement that looks the token's hash up.
-async fn users_one_by_one(
-    State(state): State<AppState>,
-    AuthUser(_caller): AuthUser,
-) -> Result<axum::Json<Value>, ApiError> {
-    let names = support::usernames_one_by_one(&state.db).await?;
-    Ok(axum::Json(json!({ "usernames": names })))
-}
-
 fn probes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().route("/probe/n-plus-one", get(users_one_by_one))
+    OpenApiRouter::new().route(
+        "/probe/n-plus-one",
+        get(support::users_one_by_one_for_a_caller),
+    )
 }
 
 async fn spawn(db: &TestDb, headers: SqlHeaders, inspect: bool) -> TestApp {

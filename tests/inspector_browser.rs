@@ -18,24 +18,14 @@ use std::{
 };
 
 use anyhow::Context;
-use api::{ApiError, AppState, auth::AuthUser};
-use axum::{extract::State, routing::get};
+use axum::routing::get;
 use fantoccini::{Client, ClientBuilder, Locator};
 use mercado_testkit::{Backend, TestDb};
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::TestApp;
 use utoipa_axum::router::OpenApiRouter;
-
-/// Reads users 1 to 3 one by one for an authenticated caller: an N+1 on purpose.
-async fn users_one_by_one(
-    State(state): State<AppState>,
-    AuthUser(_caller): AuthUser,
-) -> Result<axum::Json<Value>, ApiError> {
-    let names = support::usernames_one_by_one(&state.db).await?;
-    Ok(axum::Json(json!({ "usernames": names })))
-}
 
 /// chromedriver on a free loopback port, killed when dropped.
 struct Chromedriver {
@@ -115,7 +105,10 @@ async fn look_at_the_inspector(db: TestDb) -> anyhow::Result<()> {
     let app = TestApp::spawn_with(
         &db,
         |settings| settings.server.inspect = true,
-        OpenApiRouter::new().route("/probe/n-plus-one", get(users_one_by_one)),
+        OpenApiRouter::new().route(
+            "/probe/n-plus-one",
+            get(support::users_one_by_one_for_a_caller),
+        ),
     )
     .await;
     app.register("ada").await;
