@@ -67,6 +67,10 @@ enum Command {
     /// Runs only the last-10 load of one path (service or HTTP) on the large database, with its
     /// CPU per request; with `--perf-record`, under `perf record` (see `scripts/flamegraph`).
     Load(LoadArgs),
+    /// Splits the tuned ORM's time over raw sqlx in `last_messages` and `order_lines` into
+    /// statement building and SeaORM's execution, on the large database; writes the figures as
+    /// JSON.
+    OrmGap(OrmGapArgs),
     /// Internal: one variant of the capture-and-row-count cost; prints its figures as JSON.
     #[command(hide = true)]
     OverheadChild {
@@ -250,12 +254,53 @@ async fn capture_cost(args: CaptureCostArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+struct OrmGapArgs {
+    /// The PostgreSQL server, without a database name.
+    #[arg(long)]
+    server_url: Url,
+    /// The scale whose large database is read (seeded first if it is missing).
+    #[arg(long, value_enum, default_value = "full")]
+    scale: ScaleName,
+    #[arg(long, default_value = setup::DEFAULT_DATABASE_PREFIX)]
+    database_prefix: String,
+    /// Calls of each side, interleaved.
+    #[arg(long, default_value_t = 5_000)]
+    iterations: usize,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "docs/benchmarks/orm-gap.json")]
+    out: PathBuf,
+    #[arg(long)]
+    allow_debug: bool,
+}
+
+async fn orm_gap(args: OrmGapArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !args.allow_debug {
+        bail!(
+            "this is a debug build: run it with `cargo run --release -p mercado-bench -- orm-gap …`"
+        );
+    }
+    setup::check_prefix(&args.database_prefix)?;
+    let scale = Scale::of(args.scale);
+    let name = database_name(&args.database_prefix, LARGE_SUFFIX);
+    let db = setup::prepare(&args.server_url, &name, scale.large_seed, false).await?;
+    let ids = setup::seeded_ids(&db).await?;
+    section("The tuned ORM's time over raw sqlx: building the statement, and running it");
+    let gap = orm_vs_raw::gap(&db, &ids, args.iterations, scale.compare_warmup).await?;
+    std::fs::write(&args.out, serde_json::to_string_pretty(&gap)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("  written to {}", args.out.display());
+    db.plain.close_by_ref().await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::CaptureCost(args) => capture_cost(args).await,
         Command::Load(args) => load(args).await,
+        Command::OrmGap(args) => orm_gap(args).await,
         Command::OverheadChild {
             url,
             variant,

@@ -11,14 +11,14 @@ use mercado_lab::compare::{
     OrderLine, PRODUCT_SEARCH_SQL, ProductHit, Spender,
 };
 use rust_decimal::Decimal;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
 use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{
     fixtures,
     setup::{BenchDatabase, SeededIds},
-    stats::{LatencySummary, Samples, ratio},
+    stats::{LatencySummary, Samples, median, ratio},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -349,15 +349,21 @@ where
         tuned_over_raw_median: ratio(tuned.p50_us as f64, raw_sqlx.p50_us as f64),
         rows: rows(&orm_result),
     };
+    Ok(figures)
+}
+
+/// Prints a case's line of progress and hands the figures on.
+fn announced(figures: CaseFigures) -> CaseFigures {
     println!(
-        "  {case}: first ORM p50 {} µs, tuned p50 {} µs, raw p50 {} µs; over raw {:.2} and {:.2}",
-        orm.p50_us,
-        tuned.p50_us,
-        raw_sqlx.p50_us,
+        "  {}: first ORM p50 {} µs, tuned p50 {} µs, raw p50 {} µs; over raw {:.2} and {:.2}",
+        figures.case,
+        figures.orm.p50_us,
+        figures.tuned.p50_us,
+        figures.raw_sqlx.p50_us,
         figures.orm_over_raw_median,
         figures.tuned_over_raw_median
     );
-    Ok(figures)
+    figures
 }
 
 pub(crate) async fn run(
@@ -374,7 +380,7 @@ pub(crate) async fn run(
     let warmup = scale.compare_warmup;
     let mut cases = Vec::new();
 
-    cases.push(
+    cases.push(announced(
         measure(
             "last_messages",
             fast,
@@ -387,9 +393,9 @@ pub(crate) async fn run(
             Vec::len,
         )
         .await?,
-    );
+    ));
     // A user's conversations with their last message reads one MAX per conversation: slower.
-    cases.push(
+    cases.push(announced(
         measure(
             "conversations_with_last_message",
             slow,
@@ -406,8 +412,8 @@ pub(crate) async fn run(
             Vec::len,
         )
         .await?,
-    );
-    cases.push(
+    ));
+    cases.push(announced(
         measure(
             "product_search",
             slow,
@@ -420,8 +426,8 @@ pub(crate) async fn run(
             Vec::len,
         )
         .await?,
-    );
-    cases.push(
+    ));
+    cases.push(announced(
         measure(
             "order_lines",
             fast,
@@ -434,8 +440,8 @@ pub(crate) async fn run(
             Vec::len,
         )
         .await?,
-    );
-    cases.push(
+    ));
+    cases.push(announced(
         measure(
             "spenders",
             fast,
@@ -448,8 +454,8 @@ pub(crate) async fn run(
             Vec::len,
         )
         .await?,
-    );
-    cases.push(
+    ));
+    cases.push(announced(
         measure(
             "guarded_update",
             fast,
@@ -462,9 +468,145 @@ pub(crate) async fn run(
             |_| 1,
         )
         .await?,
-    );
+    ));
     Ok(OrmVsRaw {
         inputs: shown,
+        cases,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// `mercado-bench orm-gap`: where the tuned ORM's time over raw sqlx goes.
+
+/// How many rounds of [`BUILDS_PER_ROUND`] statement builds are timed; the median round counts.
+const BUILD_ROUNDS: usize = 9;
+const BUILDS_PER_ROUND: usize = 20_000;
+
+/// One case's tuned ORM call split in two: building its statement, and running a statement
+/// already built through SeaORM, each against raw sqlx.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct GapFigures {
+    pub(crate) case: &'static str,
+    /// The tuned call as section 1 measures it: the statement is built on every call.
+    pub(crate) tuned: LatencySummary,
+    /// The same statement built once before the loop, then run through SeaORM on every call
+    /// (`find_by_statement` on a clone of it) and decoded by the same `FromQueryResult`.
+    pub(crate) built_once: LatencySummary,
+    pub(crate) raw_sqlx: LatencySummary,
+    pub(crate) tuned_over_raw_median: f64,
+    pub(crate) built_once_over_raw_median: f64,
+    /// Building the tuned statement alone (`Selector::into_statement`), in nanoseconds: the
+    /// median over [`BUILD_ROUNDS`] rounds of the mean of [`BUILDS_PER_ROUND`] builds.
+    pub(crate) build_ns: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OrmGap {
+    pub(crate) inputs: InputsShown,
+    pub(crate) iterations: usize,
+    pub(crate) cases: Vec<GapFigures>,
+}
+
+fn build_ns(build: impl Fn() -> Statement) -> f64 {
+    let rounds: Vec<f64> = (0..BUILD_ROUNDS)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..BUILDS_PER_ROUND {
+                std::hint::black_box(build());
+            }
+            started.elapsed().as_nanos() as f64 / BUILDS_PER_ROUND as f64
+        })
+        .collect();
+    median(&rounds)
+}
+
+/// Reads section 1's three-way measurement as tuned (first side), built once (second) and raw.
+fn split(figures: CaseFigures, build_ns: f64) -> GapFigures {
+    let gap = GapFigures {
+        case: figures.case,
+        tuned: figures.orm,
+        built_once: figures.tuned,
+        raw_sqlx: figures.raw_sqlx,
+        tuned_over_raw_median: figures.orm_over_raw_median,
+        built_once_over_raw_median: figures.tuned_over_raw_median,
+        build_ns,
+    };
+    println!(
+        "  {}: tuned p50 {} µs, built once p50 {} µs, raw p50 {} µs; over raw {:.2} and {:.2}; \
+         building alone {:.2} µs",
+        gap.case,
+        gap.tuned.p50_us,
+        gap.built_once.p50_us,
+        gap.raw_sqlx.p50_us,
+        gap.tuned_over_raw_median,
+        gap.built_once_over_raw_median,
+        gap.build_ns / 1000.0
+    );
+    gap
+}
+
+/// The two cases whose tuned side missed 1.10× in the full run, with the statement built on
+/// every call, built once, and not built at all (raw sqlx), interleaved as in section 1; and the
+/// building alone.
+pub(crate) async fn gap(
+    db: &BenchDatabase,
+    ids: &SeededIds,
+    iterations: usize,
+    warmup: usize,
+) -> anyhow::Result<OrmGap> {
+    let shown = choose_inputs(db, ids).await?;
+    let input = case_inputs(&shown);
+    let orm_db: &DatabaseConnection = &db.plain;
+    let pool = db.pool();
+    let backend = orm_db.get_database_backend();
+    let mut cases = Vec::new();
+
+    let last_messages = compare::last_messages_tuned_select(&input).into_statement(backend);
+    let figures = measure(
+        "last_messages",
+        iterations,
+        warmup,
+        Sides {
+            orm: || async { Ok(compare::last_messages_tuned(orm_db, &input).await?) },
+            tuned: || async {
+                Ok(MessageWithSender::find_by_statement(last_messages.clone())
+                    .all(orm_db)
+                    .await?)
+            },
+            raw: || last_messages_sqlx(pool, &input),
+        },
+        Vec::len,
+    )
+    .await?;
+    cases.push(split(
+        figures,
+        build_ns(|| compare::last_messages_tuned_select(&input).into_statement(backend)),
+    ));
+
+    let order_lines = compare::order_lines_tuned_select(&input).into_statement(backend);
+    let figures = measure(
+        "order_lines",
+        iterations,
+        warmup,
+        Sides {
+            orm: || async { Ok(compare::order_lines_tuned(orm_db, &input).await?) },
+            tuned: || async {
+                Ok(OrderLine::find_by_statement(order_lines.clone())
+                    .all(orm_db)
+                    .await?)
+            },
+            raw: || order_lines_sqlx(pool, &input),
+        },
+        Vec::len,
+    )
+    .await?;
+    cases.push(split(
+        figures,
+        build_ns(|| compare::order_lines_tuned_select(&input).into_statement(backend)),
+    ));
+    Ok(OrmGap {
+        inputs: shown,
+        iterations,
         cases,
     })
 }

@@ -162,3 +162,53 @@ fn a_debug_build_refuses_to_run_without_allow_debug() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("debug build"));
 }
+
+#[test]
+fn the_orm_gap_prices_statement_building_and_running_for_both_missed_cases_at_a_tiny_scale() {
+    let Some(server_url) = std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    else {
+        println!("skipped: set TEST_POSTGRES_URL (a PostgreSQL server URL) to run this test");
+        return;
+    };
+    let prefix = format!("benchtest_{:08x}", rand::random::<u32>());
+    let _cleanup = DropDatabases {
+        server_url: server_url.clone(),
+        prefix: prefix.clone(),
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("orm-gap.json");
+
+    let output = Command::new(BENCH)
+        .args(["orm-gap", "--server-url", &server_url, "--scale", "tiny"])
+        .args(["--iterations", "20", "--allow-debug"])
+        .args(["--database-prefix", &prefix])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("the harness starts");
+    assert!(
+        output.status.success(),
+        "orm-gap failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let gap: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("orm-gap.json is readable"))
+            .expect("orm-gap.json is JSON");
+    let cases = non_empty_array(&gap, "/cases");
+    let names: Vec<&str> = cases
+        .iter()
+        .filter_map(|case| case.get("case").and_then(Value::as_str))
+        .collect();
+    assert_eq!(names, ["last_messages", "order_lines"]);
+    for index in 0..cases.len() {
+        assert!(number(&gap, &format!("/cases/{index}/build_ns")) > 0.0);
+        for side in ["tuned", "built_once", "raw_sqlx"] {
+            assert_eq!(number(&gap, &format!("/cases/{index}/{side}/count")), 20.0);
+            assert!(number(&gap, &format!("/cases/{index}/{side}/p50_us")) > 0.0);
+        }
+    }
+}

@@ -40,7 +40,7 @@ use rust_decimal::Decimal;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
-    Statement, TransactionSession, TransactionTrait, Value,
+    SelectModel, Selector, Statement, TransactionSession, TransactionTrait, Value,
     sea_query::{Expr, ExprTrait, Func, Query},
 };
 use serde::Serialize;
@@ -193,6 +193,11 @@ pub async fn last_messages_tuned<C: ConnectionTrait>(
     db: &C,
     input: &CaseInputs,
 ) -> Result<Vec<MessageWithSender>, DbErr> {
+    last_messages_tuned_select(input).all(db).await
+}
+
+/// [`last_messages_tuned`]'s query, built but not run: the benchmark prices the building alone.
+pub fn last_messages_tuned_select(input: &CaseInputs) -> Selector<SelectModel<MessageWithSender>> {
     messages::Entity::find()
         .select_only()
         .column(messages::Column::Id)
@@ -203,8 +208,6 @@ pub async fn last_messages_tuned<C: ConnectionTrait>(
         .order_by_desc(messages::Column::Id)
         .limit(LAST_MESSAGES)
         .into_model::<MessageWithSender>()
-        .all(db)
-        .await
 }
 
 pub const LAST_MESSAGES_SQL: &str = "SELECT m.id, m.body, u.username AS sender \
@@ -429,6 +432,11 @@ pub async fn order_lines_tuned<C: ConnectionTrait>(
     db: &C,
     input: &CaseInputs,
 ) -> Result<Vec<OrderLine>, DbErr> {
+    order_lines_tuned_select(input).all(db).await
+}
+
+/// [`order_lines_tuned`]'s query, built but not run: the benchmark prices the building alone.
+pub fn order_lines_tuned_select(input: &CaseInputs) -> Selector<SelectModel<OrderLine>> {
     orders::Entity::find()
         .select_only()
         .column_as(orders::Column::Id, "order_id")
@@ -448,8 +456,6 @@ pub async fn order_lines_tuned<C: ConnectionTrait>(
         .filter(orders::Column::BuyerId.eq(input.order_buyer_id))
         .order_by_asc(order_items::Column::Position)
         .into_model::<OrderLine>()
-        .all(db)
-        .await
 }
 
 pub const ORDER_LINES_SQL: &str = "SELECT o.id AS order_id, o.status, i.position, i.product_id, \
