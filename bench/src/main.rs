@@ -230,11 +230,7 @@ struct CaptureCostArgs {
 }
 
 async fn capture_cost(args: CaptureCostArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) && !args.allow_debug {
-        bail!(
-            "this is a debug build: run it with `cargo run --release -p mercado-bench -- capture-cost …`"
-        );
-    }
+    refuse_a_debug_build(args.allow_debug, "capture-cost")?;
     setup::check_prefix(&args.database_prefix)?;
     let name = database_name(&args.database_prefix, "capture");
     let sizes = Scale::of(ScaleName::Quick).small_seed;
@@ -275,11 +271,7 @@ struct OrmGapArgs {
 }
 
 async fn orm_gap(args: OrmGapArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) && !args.allow_debug {
-        bail!(
-            "this is a debug build: run it with `cargo run --release -p mercado-bench -- orm-gap …`"
-        );
-    }
+    refuse_a_debug_build(args.allow_debug, "orm-gap")?;
     setup::check_prefix(&args.database_prefix)?;
     let scale = Scale::of(args.scale);
     let name = database_name(&args.database_prefix, LARGE_SUFFIX);
@@ -291,6 +283,18 @@ async fn orm_gap(args: OrmGapArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("  written to {}", args.out.display());
     db.plain.close_by_ref().await?;
+    Ok(())
+}
+
+/// A debug build's figures mean nothing: a subcommand that measures refuses one unless allowed.
+fn refuse_a_debug_build(allow_debug: bool, subcommand: &str) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) && !allow_debug {
+        bail!(
+            "this is a debug build: its figures would be meaningless. Run it with \
+             `cargo run --release -p mercado-bench -- {subcommand} …` (or pass --allow-debug to \
+             run anyway)"
+        );
+    }
     Ok(())
 }
 
@@ -327,12 +331,7 @@ fn section(title: &str) {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) && !args.allow_debug {
-        bail!(
-            "this is a debug build: its figures would be meaningless. Run it with \
-             `cargo run --release -p mercado-bench -- run …` (or pass --allow-debug to run anyway)"
-        );
-    }
+    refuse_a_debug_build(args.allow_debug, "run")?;
     setup::check_prefix(&args.database_prefix)?;
     let scale = Scale::of(args.scale);
     let doc = args
@@ -489,11 +488,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// `mercado-bench load`: one path's last-10 load alone, for a profiler.
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) && !args.allow_debug {
-        bail!(
-            "this is a debug build: run it with `cargo run --release -p mercado-bench -- load …`"
-        );
-    }
+    refuse_a_debug_build(args.allow_debug, "load")?;
     setup::check_prefix(&args.database_prefix)?;
     let scale = Scale::of(args.scale);
     let name = database_name(&args.database_prefix, LARGE_SUFFIX);

@@ -11,7 +11,7 @@ use mercado_lab::compare::{
     OrderLine, PRODUCT_SEARCH_SQL, ProductHit, Spender,
 };
 use rust_decimal::Decimal;
-use sea_orm::{DatabaseConnection, FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, FromQueryResult, SelectModel, Selector, Statement};
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -545,7 +545,42 @@ fn split(figures: CaseFigures, build_ns: f64) -> GapFigures {
     gap
 }
 
-/// The two cases whose tuned side missed 1.10× in the full run, with the statement built on
+/// One case of the gap: `select` is the tuned query, run as section 1 runs it (built on every
+/// call), built once and run through SeaORM, and against `raw`; then built alone.
+async fn gap_case<T, FR, FutR>(
+    case: &'static str,
+    iterations: usize,
+    warmup: usize,
+    db: &DatabaseConnection,
+    select: impl Fn() -> Selector<SelectModel<T>>,
+    raw: FR,
+) -> anyhow::Result<GapFigures>
+where
+    T: FromQueryResult + PartialEq + std::fmt::Debug + Send + Sync,
+    FR: Fn() -> FutR,
+    FutR: Future<Output = anyhow::Result<Vec<T>>>,
+{
+    let backend = db.get_database_backend();
+    let built_once = select().into_statement(backend);
+    let figures = measure(
+        case,
+        iterations,
+        warmup,
+        Sides {
+            orm: || async { Ok(select().all(db).await?) },
+            tuned: || async { Ok(T::find_by_statement(built_once.clone()).all(db).await?) },
+            raw,
+        },
+        Vec::len,
+    )
+    .await?;
+    Ok(split(
+        figures,
+        build_ns(|| select().into_statement(backend)),
+    ))
+}
+
+/// The two cases closest to the 1.10× target in the full runs, with the statement built on
 /// every call, built once, and not built at all (raw sqlx), interleaved as in section 1; and the
 /// building alone.
 pub(crate) async fn gap(
@@ -556,54 +591,27 @@ pub(crate) async fn gap(
 ) -> anyhow::Result<OrmGap> {
     let shown = choose_inputs(db, ids).await?;
     let input = case_inputs(&shown);
-    let orm_db: &DatabaseConnection = &db.plain;
     let pool = db.pool();
-    let backend = orm_db.get_database_backend();
-    let mut cases = Vec::new();
-
-    let last_messages = compare::last_messages_tuned_select(&input).into_statement(backend);
-    let figures = measure(
-        "last_messages",
-        iterations,
-        warmup,
-        Sides {
-            orm: || async { Ok(compare::last_messages_tuned(orm_db, &input).await?) },
-            tuned: || async {
-                Ok(MessageWithSender::find_by_statement(last_messages.clone())
-                    .all(orm_db)
-                    .await?)
-            },
-            raw: || last_messages_sqlx(pool, &input),
-        },
-        Vec::len,
-    )
-    .await?;
-    cases.push(split(
-        figures,
-        build_ns(|| compare::last_messages_tuned_select(&input).into_statement(backend)),
-    ));
-
-    let order_lines = compare::order_lines_tuned_select(&input).into_statement(backend);
-    let figures = measure(
-        "order_lines",
-        iterations,
-        warmup,
-        Sides {
-            orm: || async { Ok(compare::order_lines_tuned(orm_db, &input).await?) },
-            tuned: || async {
-                Ok(OrderLine::find_by_statement(order_lines.clone())
-                    .all(orm_db)
-                    .await?)
-            },
-            raw: || order_lines_sqlx(pool, &input),
-        },
-        Vec::len,
-    )
-    .await?;
-    cases.push(split(
-        figures,
-        build_ns(|| compare::order_lines_tuned_select(&input).into_statement(backend)),
-    ));
+    let cases = vec![
+        gap_case(
+            "last_messages",
+            iterations,
+            warmup,
+            &db.plain,
+            || compare::last_messages_tuned_select(&input),
+            || last_messages_sqlx(pool, &input),
+        )
+        .await?,
+        gap_case(
+            "order_lines",
+            iterations,
+            warmup,
+            &db.plain,
+            || compare::order_lines_tuned_select(&input),
+            || order_lines_sqlx(pool, &input),
+        )
+        .await?,
+    ];
     Ok(OrmGap {
         inputs: shown,
         iterations,

@@ -14,6 +14,20 @@ struct DropDatabases {
     prefix: String,
 }
 
+impl DropDatabases {
+    /// The server of `TEST_POSTGRES_URL` and a random prefix for this test's databases, or
+    /// `None` when no server is configured.
+    fn for_this_test() -> Option<Self> {
+        let server_url = std::env::var("TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())?;
+        Some(Self {
+            server_url,
+            prefix: format!("benchtest_{:08x}", rand::random::<u32>()),
+        })
+    }
+}
+
 impl Drop for DropDatabases {
     fn drop(&mut self) {
         let status = Command::new(BENCH)
@@ -47,18 +61,11 @@ fn non_empty_array<'a>(results: &'a Value, pointer: &str) -> &'a Vec<Value> {
 
 #[test]
 fn the_harness_runs_end_to_end_at_a_tiny_scale_and_writes_every_section() {
-    let Some(server_url) = std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-    else {
+    let Some(databases) = DropDatabases::for_this_test() else {
         println!("skipped: set TEST_POSTGRES_URL (a PostgreSQL server URL) to run this test");
         return;
     };
-    let prefix = format!("benchtest_{:08x}", rand::random::<u32>());
-    let _cleanup = DropDatabases {
-        server_url: server_url.clone(),
-        prefix: prefix.clone(),
-    };
+    let (server_url, prefix) = (&databases.server_url, &databases.prefix);
     // The HTTP runs start the `mercado` binary built beside this harness (`cargo test
     // --workspace` builds it) and drive it with wrk.
     let mercado = Path::new(BENCH).with_file_name("mercado");
@@ -75,12 +82,12 @@ fn the_harness_runs_end_to_end_at_a_tiny_scale_and_writes_every_section() {
         .args([
             "run",
             "--server-url",
-            &server_url,
+            server_url,
             "--scale",
             "tiny",
             "--allow-debug",
         ])
-        .args(["--database-prefix", &prefix])
+        .args(["--database-prefix", prefix])
         .arg("--mercado-bin")
         .arg(&mercado)
         .arg("--out")
@@ -164,26 +171,19 @@ fn a_debug_build_refuses_to_run_without_allow_debug() {
 }
 
 #[test]
-fn the_orm_gap_prices_statement_building_and_running_for_both_missed_cases_at_a_tiny_scale() {
-    let Some(server_url) = std::env::var("TEST_POSTGRES_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-    else {
+fn the_orm_gap_prices_statement_building_and_running_for_the_two_closest_cases_at_a_tiny_scale() {
+    let Some(databases) = DropDatabases::for_this_test() else {
         println!("skipped: set TEST_POSTGRES_URL (a PostgreSQL server URL) to run this test");
         return;
     };
-    let prefix = format!("benchtest_{:08x}", rand::random::<u32>());
-    let _cleanup = DropDatabases {
-        server_url: server_url.clone(),
-        prefix: prefix.clone(),
-    };
+    let (server_url, prefix) = (&databases.server_url, &databases.prefix);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let out = dir.path().join("orm-gap.json");
 
     let output = Command::new(BENCH)
-        .args(["orm-gap", "--server-url", &server_url, "--scale", "tiny"])
+        .args(["orm-gap", "--server-url", server_url, "--scale", "tiny"])
         .args(["--iterations", "20", "--allow-debug"])
-        .args(["--database-prefix", &prefix])
+        .args(["--database-prefix", prefix])
         .arg("--out")
         .arg(&out)
         .output()
